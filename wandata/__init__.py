@@ -1,0 +1,2 @@
+"""wandata: raw videos in, Wan-ready training clips out."""
+__version__ = "0.1.0"

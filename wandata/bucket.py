@@ -1,0 +1,47 @@
+"""Choose each source's bucket and the cover-scale + centre-crop that fills it exactly.
+
+Landscape sources go to the landscape bucket, portrait to the portrait one: the
+bucket whose aspect ratio is closest (in log space, so 2:1 and 1:2 are equally
+far from 1:1). The source is scaled so that it covers the bucket, then the
+middle is cropped: no bars, no distortion, the largest possible view.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Fit:
+    width: int           # bucket
+    height: int
+    scaled_w: int        # source size after cover scaling (even, >= bucket)
+    scaled_h: int
+    crop_x: int
+    crop_y: int
+    scale: float
+
+    @property
+    def name(self) -> str:
+        return f"{self.width}x{self.height}"
+
+    @property
+    def orientation(self) -> str:
+        if self.width == self.height:
+            return "square"
+        return "landscape" if self.width > self.height else "portrait"
+
+
+def choose_bucket(w: int, h: int, buckets) -> tuple[int, int]:
+    ar = math.log(w / h)
+    return min(buckets, key=lambda b: (abs(math.log(b[0] / b[1]) - ar), -b[0] * b[1]))
+
+
+def fit(w: int, h: int, buckets) -> Fit:
+    """``w``, ``h``: the source as displayed (after rotation)."""
+    bw, bh = choose_bucket(w, h, buckets)
+    scale = max(bw / w, bh / h)
+    # Round up to even sizes (chroma subsampling) but never below the bucket.
+    sw = max(bw, int(math.ceil(w * scale / 2)) * 2)
+    sh = max(bh, int(math.ceil(h * scale / 2)) * 2)
+    return Fit(bw, bh, sw, sh, (sw - bw) // 2, (sh - bh) // 2, scale)

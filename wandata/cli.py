@@ -1,0 +1,117 @@
+"""The ``wandata`` command: a thin shell over the library."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .config import DETECTORS, MODES, SettingsError, load_settings, parse_bucket
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_FAILURES = 0, 1, 2, 3
+
+
+def _settings(config, **flags):
+    try:
+        return load_settings(config, **flags)
+    except SettingsError as e:
+        raise click.UsageError(str(e)) from None
+
+
+def _buckets(ctx, param, value):
+    if not value:
+        return None
+    try:
+        return tuple(parse_bucket(v) for v in value)
+    except SettingsError as e:
+        raise click.BadParameter(str(e)) from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="wandata")
+def main():
+    """Turn raw videos into a Wan video-diffusion training set."""
+
+
+@main.command()
+@click.argument("sources", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("-o", "--output", "dataset", default="dataset", show_default=True,
+              type=click.Path(file_okay=False, path_type=Path), help="Dataset directory to write.")
+@click.option("--config", type=click.Path(dir_okay=False, path_type=Path),
+              help="TOML file with settings (see `wandata config show`).")
+@click.option("--frames", type=int, help="Frames per clip, 4k+1 (default 81).")
+@click.option("--fps", type=float, help="Output frame rate (default 16, Wan's).")
+@click.option("--mode", type=click.Choice(MODES), help="Windows per shot: head, chunk (default), uniform.")
+@click.option("--windows", "windows_per_shot", type=int, help="Windows per shot for --mode uniform.")
+@click.option("--detector", type=click.Choice(DETECTORS), help="Shot detector (default transnetv2).")
+@click.option("--threshold", type=float, help="Transition probability threshold for transnetv2.")
+@click.option("--trim", "boundary_trim_s", type=float, help="Seconds dropped at each shot boundary.")
+@click.option("--bucket", "buckets", multiple=True, callback=_buckets,
+              help="Bucket WIDTHxHEIGHT; repeat for several (default 832x480 and 480x832).")
+@click.option("--size-multiple", type=int, help="Bucket sides must be multiples of this (16; 32 for Wan2.2-TI2V-5B).")
+@click.option("--min-source-scale", type=float, help="Drop sources that would need upscaling beyond 1/this.")
+@click.option("--crf", type=int, help="x264 quality (lower is better; default 18).")
+@click.option("--preset", help="x264 preset (default medium).")
+@click.option("--device", help="Device for the shot model: auto, cpu, cuda.")
+@click.option("--workers", type=int, help="Sources processed in parallel (default 1).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def ingest(sources, dataset, config, as_json, quiet, **flags):
+    """Cut SOURCES (files or folders) into verified Wan clips in the dataset directory.
+
+    Every source and clip gets a manifest row with its status and, if it was not
+    kept, the reason. A rerun skips finished sources; an interrupted run resumes.
+    Exit status: 0 all good, 3 some sources or clips failed (see the summary),
+    1 the run itself failed, 2 bad usage.
+    """
+    from .pipeline import ingest as run_ingest
+
+    settings = _settings(config, **flags)
+    try:
+        summary = run_ingest(list(sources), dataset, settings, progress=not quiet and not as_json)
+    except (FileNotFoundError, PermissionError) as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(EXIT_ERROR)
+    if as_json:
+        click.echo(json.dumps(summary.to_dict(), indent=2))
+    else:
+        _print_summary(summary)
+    sys.exit(EXIT_FAILURES if summary.sources.get("failed") or summary.clips.get("failed") else EXIT_OK)
+
+
+def _print_summary(s) -> None:
+    def fmt(d):
+        return ", ".join(f"{v} {k}" for k, v in d.items())
+    click.echo(f"dataset: {s.dataset}  ({s.processed} processed, {s.skipped} already done, {s.seconds:.1f} s)")
+    click.echo(f"sources: {fmt(s.sources)}")
+    click.echo(f"clips:   {fmt(s.clips)}")
+    if s.buckets:
+        click.echo("buckets: " + ", ".join(f"{k}: {v}" for k, v in sorted(s.buckets.items())))
+    for p in s.problems:
+        click.echo(f"  {p['status']:7s} {p['file']}: {p['reason']}")
+
+
+@main.group()
+def config():
+    """Show or write ingest settings."""
+
+
+@config.command("show")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Show the settings after applying this TOML file.")
+@click.option("--toml", "as_toml", is_flag=True, help="Print as a TOML file you can edit and pass to --config.")
+def config_show(config_path, as_toml):
+    """Print every setting with its value (defaults unless a config file changes them)."""
+    s = _settings(config_path)
+    d = s.to_dict()
+    if as_toml:
+        import tomli_w
+        click.echo(tomli_w.dumps({"ingest": d}))
+    else:
+        click.echo(json.dumps(d, indent=2))
+
+
+if __name__ == "__main__":
+    main()

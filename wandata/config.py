@@ -1,0 +1,143 @@
+"""Ingest settings: one dataclass whose defaults are the documented defaults.
+
+Precedence: built-in defaults < TOML file (``--config``) < command-line flags.
+The settings that change what a clip looks like are hashed into a fingerprint
+stored with every manifest row, so a rerun with other settings redoes the work
+instead of mixing two kinds of clips.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import sys
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+MODES = ("head", "chunk", "uniform")
+DETECTORS = ("transnetv2", "adaptive", "none")
+
+
+class SettingsError(ValueError):
+    """A setting has a value wandata cannot work with; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Clip shape. Wan's VAE compresses time 4x after the first frame, so clips are 4k+1 frames.
+    frames: int = 81
+    fps: float = 16.0
+    buckets: tuple[tuple[int, int], ...] = ((832, 480), (480, 832))
+    size_multiple: int = 16  # 32 for Wan2.2-TI2V-5B
+    # Windows per shot.
+    mode: str = "chunk"
+    windows_per_shot: int = 3  # for mode=uniform
+    # Shot detection.
+    detector: str = "transnetv2"
+    threshold: float = 0.5
+    boundary_trim_s: float = 0.25  # dropped at each side of every shot boundary
+    device: str = "auto"
+    # Sources smaller than this fraction of the bucket (after cover scaling) are dropped;
+    # between it and 1.0 the clip is kept but flagged as upscaled.
+    min_source_scale: float = 0.75
+    min_source_duration_s: float = 0.5
+    # Encoding.
+    crf: int = 18
+    preset: str = "medium"
+    workers: int = 1
+
+    # Settings that change a clip's pixels or timing; the rest (device, workers) do not.
+    OUTPUT_KEYS = (
+        "frames", "fps", "buckets", "size_multiple", "mode", "windows_per_shot", "detector",
+        "threshold", "boundary_trim_s", "min_source_scale", "min_source_duration_s", "crf", "preset",
+    )
+
+    def __post_init__(self):
+        object.__setattr__(self, "buckets", tuple(tuple(int(v) for v in b) for b in self.buckets))
+        self.validate()
+
+    def validate(self) -> None:
+        if self.frames < 1 or (self.frames - 1) % 4 != 0:
+            lo = max(1, (self.frames - 1) // 4 * 4 + 1)
+            raise SettingsError(
+                f"frames={self.frames} is not of the form 4k+1 (Wan's VAE needs it); "
+                f"use {lo} or {lo + 4}")
+        if self.fps <= 0:
+            raise SettingsError(f"fps={self.fps} must be positive (Wan trains at 16)")
+        if self.mode not in MODES:
+            raise SettingsError(f"mode={self.mode!r}: choose one of {', '.join(MODES)}")
+        if self.detector not in DETECTORS:
+            raise SettingsError(f"detector={self.detector!r}: choose one of {', '.join(DETECTORS)}")
+        if not self.buckets:
+            raise SettingsError("no buckets: give at least one WIDTHxHEIGHT")
+        for w, h in self.buckets:
+            if w <= 0 or h <= 0 or w % self.size_multiple or h % self.size_multiple:
+                raise SettingsError(
+                    f"bucket {w}x{h}: both sides must be positive multiples of {self.size_multiple} "
+                    f"(Wan's VAE and patching need it; 32 for Wan2.2-TI2V-5B)")
+        if self.windows_per_shot < 1:
+            raise SettingsError("windows_per_shot must be at least 1")
+        if not 0 < self.min_source_scale <= 1:
+            raise SettingsError("min_source_scale must be in (0, 1]")
+        if self.boundary_trim_s < 0:
+            raise SettingsError("boundary_trim_s must be >= 0")
+        if self.workers < 1:
+            raise SettingsError("workers must be at least 1")
+
+    @property
+    def window_s(self) -> float:
+        return self.frames / self.fps
+
+    def fingerprint(self) -> str:
+        d = {k: getattr(self, k) for k in self.OUTPUT_KEYS}
+        return hashlib.sha1(json.dumps(d, sort_keys=True, default=list).encode()).hexdigest()[:12]
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["buckets"] = [f"{w}x{h}" for w, h in self.buckets]
+        return d
+
+    def replace(self, **changes) -> "Settings":
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def parse_bucket(text: str) -> tuple[int, int]:
+    try:
+        w, h = text.lower().split("x")
+        return int(w), int(h)
+    except ValueError:
+        raise SettingsError(f"bucket {text!r}: write it as WIDTHxHEIGHT, e.g. 832x480") from None
+
+
+def _coerce(name: str, value):
+    if name == "buckets":
+        return tuple(parse_bucket(v) if isinstance(v, str) else tuple(v) for v in value)
+    return value
+
+
+def load_settings(config_path: str | Path | None = None, **overrides) -> Settings:
+    """Defaults, then the TOML file's ``[ingest]`` table (or top level), then overrides."""
+    known = {f.name for f in fields(Settings)}
+    values: dict = {}
+    if config_path is not None:
+        path = Path(config_path)
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise SettingsError(f"config file {path} does not exist") from None
+        except tomllib.TOMLDecodeError as e:
+            raise SettingsError(f"config file {path} is not valid TOML: {e}") from None
+        data = data.get("ingest", data)
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise SettingsError(
+                f"config file {path}: unknown setting(s) {', '.join(unknown)}; "
+                f"`wandata config show` lists the valid ones")
+        values.update({k: _coerce(k, v) for k, v in data.items()})
+    values.update({k: _coerce(k, v) for k, v in overrides.items() if v is not None})
+    return Settings(**values)

@@ -1,0 +1,242 @@
+"""The ingest chain for one source, and the local engine that runs it over many.
+
+``process_source`` follows one file from path to clip rows:
+probe -> bucket -> scan -> shots -> plan -> transcode -> verify.
+It is a plain function of (path, settings, dataset dir) so that any executor can
+run it; only the engine (``ingest``) writes the manifest, once per finished source.
+"""
+from __future__ import annotations
+
+import json
+import re
+import time
+import unicodedata
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from . import bucket as bucket_mod
+from .config import Settings
+from .discover import discover
+from .manifest import Manifest
+from .plan import plan_windows
+from .probe import probe
+from .records import DROPPED, FAILED, KEPT, ClipRecord, SourceRecord
+from .scan import scan
+from .shots import SMALL_SIZE, make_detector, shots_from_mask
+from .transcode import cleanup_partials, write_clips
+from .verify import check
+
+CLIPS_DIR = "clips"
+
+
+def slug(text: str, limit: int = 48) -> str:
+    ascii_ = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    s = re.sub(r"[^A-Za-z0-9]+", "-", ascii_).strip("-")[:limit]
+    return s or "video"
+
+
+def clip_dir(dataset: Path, src: SourceRecord) -> Path:
+    return dataset / CLIPS_DIR / f"{slug(Path(src.path).stem)}-{src.source_id[:8]}"
+
+
+def process_source(path: str, settings: Settings, dataset: Path,
+                   on_frame: Callable[[int], None] | None = None) -> tuple[SourceRecord, list[ClipRecord]]:
+    timings: dict[str, float] = {}
+    t = time.perf_counter()
+    src = probe(Path(path), settings.min_source_duration_s)
+    src.settings_fingerprint = settings.fingerprint()
+    src.settings_json = json.dumps(settings.to_dict(), sort_keys=True)
+    src.detector = settings.detector
+    timings["probe_s"] = time.perf_counter() - t
+    if src.status != KEPT:
+        return _done(src, [], timings)
+
+    fit = bucket_mod.fit(src.display_width, src.display_height, settings.buckets)
+    if fit.scale > 1 / settings.min_source_scale:
+        src.status = DROPPED
+        src.reason = (f"source is {src.display_width}x{src.display_height}; filling the "
+                      f"{fit.name} bucket would upscale it {fit.scale:.2f}x (limit "
+                      f"{1 / settings.min_source_scale:.2f}x from --min-source-scale "
+                      f"{settings.min_source_scale}); lower --min-source-scale to keep it")
+        return _done(src, [], timings)
+
+    t = time.perf_counter()
+    sc = scan(path, SMALL_SIZE[settings.detector])
+    timings["decode_s"] = time.perf_counter() - t
+    if len(sc.times) == 0:
+        src.status, src.reason = FAILED, "no frame could be decoded; the file is corrupt"
+        return _done(src, [], timings)
+    t = time.perf_counter()
+    detector = make_detector(settings.detector, settings.threshold, settings.device)
+    mask = detector.transitions(sc.small, src.fps)
+    shots = shots_from_mask(mask, sc.times, settings.boundary_trim_s)
+    timings["shots_s"] = time.perf_counter() - t
+    step = 1 / src.fps if src.fps > 0 else 0.0
+    src.shots = [[float(sc.times[a]), float(sc.times[b] + step)] for a, b in shots]
+
+    windows, dropped = plan_windows(sc.times, shots, settings.frames, settings.fps,
+                                    settings.mode, settings.windows_per_shot)
+    out_dir = clip_dir(dataset, src)
+    clips = [_clip_record(src, settings, fit, w.shot_index, w.window_index, sc.times, w.shot)
+             for w in windows]
+    for c, w in zip(clips, windows):
+        c.start_s, c.end_s = float(w.start_s), float(w.end_s)
+        c.src_frames = [int(i) for i in w.src_frames]
+        c.path = str(Path(CLIPS_DIR) / out_dir.name / f"{out_dir.name}_s{w.shot_index:03d}_w{w.window_index:02d}.mp4")
+    for d in dropped:
+        c = _clip_record(src, settings, fit, d.shot_index, -1, sc.times, d.shot)
+        c.status, c.reason = DROPPED, d.reason
+        clips.append(c)
+    if sc.decode_errors:
+        src.reason = "decoding stopped early (damaged or truncated tail); clips come from the readable part"
+
+    # Files of an earlier run of this source that the new plan does not produce are stale.
+    if out_dir.exists():
+        planned = {(dataset / c.path).name for c in clips if c.path}
+        for old in out_dir.iterdir():
+            if old.name not in planned:
+                old.unlink()
+    t = time.perf_counter()
+    errors = write_clips(path, sc.pts, sc.time_base, windows, [dataset / c.path for c in clips[:len(windows)]],
+                         fit, src.rotation, settings.fps, settings.crf, settings.preset, on_frame)
+    timings["encode_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    for i, c in enumerate(clips[:len(windows)]):
+        if i in errors:
+            c.status, c.reason = FAILED, errors[i]
+            continue
+        decoded, problem = check(dataset / c.path, settings.frames, fit.width, fit.height, settings.fps)
+        c.verified_frames, c.verified_fps = decoded.frames, decoded.fps
+        c.verified_size = f"{decoded.width}x{decoded.height}"
+        c.frame_md5 = decoded.md5
+        if problem:
+            c.status, c.reason = FAILED, f"verification failed: {problem}"
+            (dataset / c.path).unlink(missing_ok=True)
+    timings["verify_s"] = time.perf_counter() - t
+    if not windows:
+        src.status = DROPPED
+        src.reason = src.reason or ("no shot is long enough for one clip; see the dropped clip rows "
+                                    "for each shot's length")
+    return _done(src, clips, timings)
+
+
+def _clip_record(src, settings, fit, shot_index, window_index, times, shot) -> ClipRecord:
+    a, b = shot
+    step = 1 / src.fps if src.fps > 0 else 0.0
+    wtag = f"w{window_index:02d}" if window_index >= 0 else "dropped"
+    return ClipRecord(
+        clip_id=f"{src.source_id[:12]}-s{shot_index:03d}-{wtag}",
+        source_id=src.source_id, source_path=src.path, shot_index=shot_index,
+        window_index=window_index, shot_start_s=float(times[a]), shot_end_s=float(times[b] + step),
+        num_frames=settings.frames, fps=settings.fps, bucket=fit.name, width=fit.width,
+        height=fit.height, orientation=fit.orientation, scale=float(fit.scale),
+        upscaled=fit.scale > 1.0, settings_fingerprint=settings.fingerprint())
+
+
+def _done(src, clips, timings):
+    src.timings_json = json.dumps({k: round(v, 3) for k, v in timings.items()})
+    return src, clips
+
+
+# ---------------------------------------------------------------- the local engine
+
+
+@dataclass
+class Summary:
+    sources: dict[str, int] = field(default_factory=lambda: {KEPT: 0, DROPPED: 0, FAILED: 0})
+    clips: dict[str, int] = field(default_factory=lambda: {KEPT: 0, DROPPED: 0, FAILED: 0})
+    buckets: dict[str, int] = field(default_factory=dict)
+    skipped: int = 0
+    processed: int = 0
+    seconds: float = 0.0
+    dataset: str = ""
+    problems: list[dict] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return self.__dict__.copy()
+
+
+def summarize(manifest: Manifest, summary: Summary) -> Summary:
+    for src in manifest.sources.values():
+        summary.sources[src.status] = summary.sources.get(src.status, 0) + 1
+        if src.status != KEPT or src.reason:
+            summary.problems.append({"file": src.path, "status": src.status, "reason": src.reason})
+    for c in manifest.all_clips():
+        summary.clips[c.status] = summary.clips.get(c.status, 0) + 1
+        if c.status == KEPT:
+            summary.buckets[c.bucket] = summary.buckets.get(c.bucket, 0) + 1
+        elif c.status == FAILED:
+            summary.problems.append({"file": c.path or c.source_path, "status": c.status, "reason": c.reason})
+    return summary
+
+
+def ingest(sources: list[str | Path], dataset: Path, settings: Settings, progress: bool = True) -> Summary:
+    from tqdm import tqdm
+
+    t0 = time.perf_counter()
+    dataset = Path(dataset)
+    dataset.mkdir(parents=True, exist_ok=True)
+    cleanup_partials(dataset / CLIPS_DIR)
+    manifest = Manifest(dataset)
+    files = [str(p.resolve()) for p in discover(sources, exclude=[dataset])]
+    fp = settings.fingerprint()
+    todo = [f for f in files if not manifest.done(f, fp)]
+    summary = Summary(dataset=str(dataset), skipped=len(files) - len(todo))
+    seen_hashes = {s.content_hash: s.path for s in manifest.sources.values()
+                   if s.content_hash and s.path not in todo and s.status == KEPT}
+
+    bar = tqdm(total=len(todo), unit="src", desc="ingest", disable=not progress, dynamic_ncols=True)
+
+    def record(src: SourceRecord, clips: list[ClipRecord]) -> None:
+        if src.status == KEPT and src.content_hash in seen_hashes and seen_hashes[src.content_hash] != src.path:
+            dup = seen_hashes[src.content_hash]
+            for c in clips:
+                if c.path:
+                    (dataset / c.path).unlink(missing_ok=True)
+            src.status, src.reason = DROPPED, f"same content as {dup}; kept that copy only"
+            clips = []
+        elif src.content_hash:
+            seen_hashes.setdefault(src.content_hash, src.path)
+        manifest.put(src, clips)
+        manifest.save()
+        summary.processed += 1
+        kept = sum(c.status == KEPT for c in clips)
+        bar.set_postfix_str(f"{Path(src.path).name[:30]}: {kept} clips", refresh=False)
+        bar.update(1)
+
+    try:
+        if settings.workers <= 1 or len(todo) <= 1:
+            for f in todo:
+                bar.set_description(f"ingest {Path(f).name[:24]}")
+                record(*_safe_process(f, settings, dataset))
+        else:
+            with ProcessPoolExecutor(settings.workers, mp_context=_spawn()) as pool:
+                futures = [pool.submit(_safe_process, f, settings, dataset) for f in todo]
+                for fut in as_completed(futures):
+                    record(*fut.result())
+    finally:
+        bar.close()
+        cleanup_partials(dataset / CLIPS_DIR)
+    summary.seconds = round(time.perf_counter() - t0, 2)
+    return summarize(manifest, summary)
+
+
+def _safe_process(path: str, settings: Settings, dataset: Path):
+    """Any unexpected error is recorded against the file; the run goes on."""
+    try:
+        return process_source(path, settings, dataset)
+    except KeyboardInterrupt:
+        raise
+    except Exception as e:  # noqa: BLE001 - one bad file must not end the run
+        src = SourceRecord(path=path, status=FAILED, settings_fingerprint=settings.fingerprint(),
+                           reason=f"unexpected error while processing ({type(e).__name__}: {e}); "
+                                  "please report it with this file")
+        return src, []
+
+
+def _spawn():
+    import multiprocessing
+    return multiprocessing.get_context("spawn")
+

@@ -1,0 +1,83 @@
+"""Typed records that flow through the ingest chain and end as manifest rows.
+
+One source file becomes a ``SourceRecord``; each planned window of one of its
+shots becomes a ``ClipRecord``. Stages fill fields in; ``manifest`` stores them.
+Times are seconds on the source's own timeline (presentation timestamps), never
+frame numbers times a nominal fps, which are wrong for variable-frame-rate files.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+KEPT, DROPPED, FAILED = "kept", "dropped", "failed"
+
+
+@dataclass
+class SourceRecord:
+    path: str
+    source_id: str = ""          # first 16 hex digits of the content hash
+    content_hash: str = ""       # blake2b of the file's bytes
+    size_bytes: int = 0
+    status: str = KEPT           # kept: clips were planned from it (see their own rows)
+    reason: str = ""
+    container: str = ""
+    codec: str = ""
+    pix_fmt: str = ""
+    width: int = 0               # stored pixels
+    height: int = 0
+    rotation: int = 0            # clockwise degrees a player applies
+    display_width: int = 0       # after rotation
+    display_height: int = 0
+    duration_s: float = 0.0
+    fps: float = 0.0             # average frame rate
+    vfr: bool = False
+    num_frames: int = 0
+    has_audio: bool = False
+    shots: list[list[float]] = field(default_factory=list)  # [start_s, end_s) usable spans
+    detector: str = ""
+    settings_fingerprint: str = ""
+    settings_json: str = ""
+    timings_json: str = ""
+
+    kind = "source"
+
+    def row(self) -> dict:
+        return {"kind": self.kind, **dataclasses.asdict(self)}
+
+
+@dataclass
+class ClipRecord:
+    clip_id: str
+    source_id: str
+    source_path: str
+    shot_index: int
+    window_index: int
+    shot_start_s: float
+    shot_end_s: float
+    start_s: float = 0.0         # time of the first output frame
+    end_s: float = 0.0           # time just after the last output frame
+    num_frames: int = 0
+    fps: float = 0.0
+    src_frames: list[int] = field(default_factory=list)  # source frame index per output frame
+    bucket: str = ""
+    width: int = 0
+    height: int = 0
+    orientation: str = ""
+    scale: float = 0.0           # cover-scale factor applied to the source
+    upscaled: bool = False
+    path: str = ""               # relative to the dataset directory
+    status: str = KEPT
+    reason: str = ""
+    verified_frames: int = 0
+    verified_fps: float = 0.0
+    verified_size: str = ""
+    frame_md5: list[str] = field(default_factory=list)  # per decoded frame, from verify
+    caption: str = ""
+    captioner: str = ""
+    settings_fingerprint: str = ""
+
+    kind = "clip"
+
+    def row(self) -> dict:
+        return {"kind": self.kind, **dataclasses.asdict(self)}
