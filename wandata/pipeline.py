@@ -89,8 +89,9 @@ def process_source(path: str, settings: Settings, dataset: Path,
         c = _clip_record(src, settings, fit, d.shot_index, -1, sc.times, d.shot)
         c.status, c.reason = DROPPED, d.reason
         clips.append(c)
-    if sc.decode_errors:
-        src.reason = "decoding stopped early (damaged or truncated tail); clips come from the readable part"
+    if sc.decode_errors and not src.reason:
+        src.reason = ("the video could not be decoded to its end (the file is damaged); "
+                      "clips come from the readable part only")
 
     # Files of an earlier run of this source that the new plan does not produce are stale.
     if out_dir.exists():
@@ -115,8 +116,9 @@ def process_source(path: str, settings: Settings, dataset: Path,
             c.status, c.reason = FAILED, f"verification failed: {problem}"
             (dataset / c.path).unlink(missing_ok=True)
     timings["verify_s"] = time.perf_counter() - t
-    if not windows:
-        src.status = DROPPED
+    if not any(c.status == KEPT for c in clips):
+        # A damaged file that yields nothing failed; a healthy one with only short shots was curated out.
+        src.status = FAILED if src.reason else DROPPED
         src.reason = src.reason or ("no shot is long enough for one clip; see the dropped clip rows "
                                     "for each shot's length")
     return _done(src, clips, timings)

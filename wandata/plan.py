@@ -61,8 +61,7 @@ def fits(times: np.ndarray, shot: tuple[int, int], t0: float, n: int, fps: float
     if b == len(times) - 1 and len(times) > 1:
         # The file's last frame has no successor to end its display: trust it for one
         # mean frame duration, no longer.
-        mean = (times[-1] - times[0]) / (len(times) - 1)
-        return t0 + (n - 1) / fps < times[b] + mean
+        return t0 + (n - 1) / fps < times[b] + _frame_duration(times)
     return True
 
 
@@ -103,7 +102,7 @@ def plan_windows(times: np.ndarray, shots: list[tuple[int, int]], n: int, fps: f
         starts = _starts(times, shot, n, fps, mode, k)
         if not starts:
             a, b = shot
-            span = float(times[b] - times[a]) + (1 / fps)
+            span = float(times[b] - times[a]) + _frame_duration(times)
             dropped.append(Dropped(si, shot, (
                 f"shot is {span:.2f} s long; {n} frames at {fps:g} fps need {need:.2f} s "
                 f"(a smaller --frames such as {_shorter(n, span, fps)} would keep it)")))
@@ -111,6 +110,10 @@ def plan_windows(times: np.ndarray, shots: list[tuple[int, int]], n: int, fps: f
         for wi, t0 in enumerate(starts):
             windows.append(Window(si, wi, shot, t0, fps, source_frames(times, t0, n, fps)))
     return windows, dropped
+
+
+def _frame_duration(times: np.ndarray) -> float:
+    return float((times[-1] - times[0]) / (len(times) - 1)) if len(times) > 1 else 0.0
 
 
 def _shorter(n: int, span: float, fps: float) -> int:

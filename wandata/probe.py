@@ -58,6 +58,7 @@ def probe(path: Path, min_duration_s: float = 0.5) -> SourceRecord:
         rec.codec = ctx.name or ""
         rec.pix_fmt = ctx.pix_fmt or ""
         rec.width, rec.height = ctx.width, ctx.height
+        declared = _declared_duration(container, stream)
         try:
             pts = _packet_times(container, stream)
             container.seek(0)
@@ -75,9 +76,12 @@ def probe(path: Path, min_duration_s: float = 0.5) -> SourceRecord:
     rec.fps = 1.0 / mean if mean > 0 else 0.0
     # A constant-rate file has one delta up to timestamp rounding (1 tick of a coarse timebase).
     rec.vfr = bool(len(deltas) > 1 and (deltas.max() - deltas.min()) > max(0.002, 0.1 * mean))
+    if declared and declared > rec.duration_s + max(0.5, 0.05 * declared):
+        rec.reason = (f"truncated: the video stops at {rec.duration_s:.2f} s of the "
+                      f"{declared:.2f} s its header declares; copy the file again to use all of it")
     if rec.duration_s < min_duration_s:
         rec.status = DROPPED
-        rec.reason = (f"only {rec.duration_s:.2f} s long (minimum {min_duration_s} s); "
+        rec.reason = rec.reason or (f"only {rec.duration_s:.2f} s long (minimum {min_duration_s} s); "
                       "too short to cut a clip from")
     return rec
 
@@ -87,6 +91,12 @@ def _packet_times(container, stream) -> np.ndarray:
     tb = float(stream.time_base)
     times = [p.pts for p in container.demux(stream) if p.pts is not None and p.size > 0]
     return np.sort(np.asarray(times, dtype=np.float64) * tb)
+
+
+def _declared_duration(container, stream) -> float:
+    if stream.duration is not None and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    return container.duration / 1e6 if container.duration else 0.0
 
 
 def _why(e: Exception) -> str:

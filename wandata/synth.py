@@ -420,3 +420,13 @@ __all__ = [
     "write_zero_byte", "write_not_a_video", "write_truncated", "write_corrupt",
     "write_audio_only",
 ]
+
+
+def timeline_frame(shots: Sequence[Shot], transitions: Sequence[Transition] | None, index: int,
+                   width: int, height: int) -> np.ndarray:
+    """Frame ``index`` of the timeline as a player displays it (upright, ``width`` x ``height``):
+    what a correct pipeline should have read from the file at that frame."""
+    plan = _plan(shots, transitions)[0]
+    terms = plan[index]
+    acc = sum(w * render_frame(shots[k], j, width, height).astype(np.float32) for k, j, w in terms)
+    return np.clip(np.rint(acc), 0, 255).astype(np.uint8)

@@ -11,6 +11,7 @@ run never leaves a half-written clip under a final name.
 """
 from __future__ import annotations
 
+import subprocess
 from collections import defaultdict
 from fractions import Fraction
 from pathlib import Path
@@ -19,43 +20,53 @@ import av
 import numpy as np
 
 from .bucket import Fit
-from .media import atomic_replace
+from .media import atomic_replace, ffmpeg_exe
 from .plan import Window
 
 SEEK_GAP_S = 3.0  # decode through gaps shorter than this; seek across longer ones
 
 
 class ClipWriter:
+    """One clip: raw RGB frames piped into an ``ffmpeg`` process running libx264.
+
+    A separate process rather than in-process PyAV encoding, for two measured reasons:
+    libx264 inside PyAV produced different bytes from run to run on a loaded machine
+    (a resumed run must reproduce a clip exactly; the ffmpeg program did, 10 of 10),
+    and the encoder then runs in parallel with the decoding in this process.
+    """
+
     def __init__(self, path: Path, fit: Fit, fps: float, crf: int, preset: str):
         self.final = path
         self.tmp = path.with_name(path.name + ".part")
-        self.container = av.open(str(self.tmp), "w", format="mp4")
         rate = Fraction(fps).limit_denominator(1001)
-        s = self.container.add_stream("libx264", rate=rate)
-        s.width, s.height, s.pix_fmt = fit.width, fit.height, "yuv420p"
-        s.time_base = 1 / rate
-        s.options = {"crf": str(crf), "preset": preset}
-        self.stream = s
+        argv = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-y",
+                "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{fit.width}x{fit.height}",
+                "-r", str(rate), "-i", "pipe:0",
+                "-an", "-c:v", "libx264", "-crf", str(crf), "-preset", preset, "-pix_fmt", "yuv420p",
+                "-movflags", "+faststart", "-f", "mp4", str(self.tmp)]
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE)
         self.count = 0
 
     def write(self, rgb: np.ndarray) -> None:
-        frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-        frame.pts = self.count
+        self.proc.stdin.write(memoryview(np.ascontiguousarray(rgb)).cast("B"))
         self.count += 1
-        self.container.mux(self.stream.encode(frame))
 
     def close(self) -> Path:
-        self.container.mux(self.stream.encode(None))
-        self.container.close()
+        self.proc.stdin.close()
+        err = self.proc.stderr.read().decode(errors="replace").strip()
+        if self.proc.wait() != 0:
+            self.tmp.unlink(missing_ok=True)
+            raise RuntimeError(f"ffmpeg could not encode {self.final.name}: {err or 'no message'}")
         atomic_replace(self.tmp, self.final)
         return self.final
 
     def abort(self) -> None:
         try:
-            self.container.close()
-        except Exception:  # noqa: BLE001 - cleanup of a clip that failed anyway
-            pass
-        self.tmp.unlink(missing_ok=True)
+            self.proc.kill()
+            self.proc.wait()
+        finally:
+            self.tmp.unlink(missing_ok=True)
 
 
 def to_bucket(frame: av.VideoFrame, fit: Fit, rotation: int) -> np.ndarray:
@@ -73,74 +84,72 @@ def write_clips(source: str, pts: np.ndarray, time_base: float, windows: list[Wi
                 on_frame=None) -> dict[int, str]:
     """Encode each window to its path. Returns {window position: error} for clips that failed;
     every other clip exists, complete, under its final name."""
-    errors: dict[int, str] = {}
-    need: dict[int, list[tuple[int, int]]] = defaultdict(list)  # pts -> [(window, out pos)]
+    # Decoded frames arrive in presentation order and each window's output positions rise with
+    # it, so handing every frame to its windows as it comes writes each clip in order.
+    need: dict[int, list[int]] = defaultdict(list)  # source pts -> windows, once per use
     for wi, w in enumerate(windows):
-        for pos, idx in enumerate(w.src_frames):
-            need[int(pts[idx])].append((wi, pos))
-    if not need:
-        return errors
-    remaining = {wi: len(w.src_frames) for wi, w in enumerate(windows)}
+        for idx in w.src_frames:
+            need[int(pts[idx])].append(wi)
+    left = {wi: len(w.src_frames) for wi, w in enumerate(windows)}
     writers: dict[int, ClipWriter] = {}
-    pending: dict[int, dict[int, np.ndarray]] = defaultdict(dict)  # out-of-order guard
-    wanted = sorted(need)
-    cursor = 0
+    errors: dict[int, str] = {}
+
+    def deliver(wi: int, rgb: np.ndarray) -> None:
+        if wi in errors:
+            return
+        try:
+            if wi not in writers:
+                paths[wi].parent.mkdir(parents=True, exist_ok=True)
+                writers[wi] = ClipWriter(paths[wi], fit, fps, crf, preset)
+            writers[wi].write(rgb)
+            left[wi] -= 1
+            if left[wi] == 0:
+                writers.pop(wi).close()
+        except (OSError, RuntimeError) as e:
+            errors[wi] = f"encoding failed: {e}"
+            if wi in writers:
+                writers.pop(wi).abort()
+
     try:
-        with av.open(source, metadata_errors="ignore") as container:
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            decoded_up_to = None
-            while cursor < len(wanted):
-                target = wanted[cursor]
-                if decoded_up_to is None or (target - decoded_up_to) * time_base > SEEK_GAP_S:
-                    container.seek(int(target), stream=stream, backward=True)
-                for frame in container.decode(stream):
-                    if frame.pts is None:
-                        continue
-                    decoded_up_to = frame.pts
-                    if frame.pts < target:
-                        continue
-                    if frame.pts in need:
-                        rgb = to_bucket(frame, fit, rotation)
-                        for wi, pos in need[frame.pts]:
-                            _deliver(wi, pos, rgb, windows, paths, fit, fps, crf, preset,
-                                     writers, pending, remaining)
-                        if on_frame:
-                            on_frame(len(need[frame.pts]))
-                    while cursor < len(wanted) and wanted[cursor] <= frame.pts:
-                        cursor += 1
-                    if cursor >= len(wanted):
-                        break
-                    if (wanted[cursor] - frame.pts) * time_base > SEEK_GAP_S:
-                        break  # seek forward instead of decoding the gap
-                else:
-                    break  # end of stream
+        for frame in _decode_wanted(source, sorted(need), time_base):
+            rgb = to_bucket(frame, fit, rotation)
+            for wi in need[frame.pts]:
+                deliver(wi, rgb)
+            if on_frame:
+                on_frame(len(need[frame.pts]))
     except av.error.FFmpegError as e:
         for wi in range(len(windows)):
-            if remaining.get(wi, 0) > 0:
-                errors[wi] = f"decoding the source failed at this clip ({e}); the source is damaged"
-    for wi, left in remaining.items():
-        if left > 0 and wi not in errors:
-            errors[wi] = (f"{left} of {len(windows[wi].src_frames)} source frames could not be "
+            if left[wi] > 0 and wi not in errors:
+                errors[wi] = f"decoding the source failed inside this clip ({e}); the source is damaged"
+    finally:
+        for wi in list(writers):  # unfinished: interrupted, or frames missing from the source
+            writers.pop(wi).abort()
+    for wi, n in left.items():
+        if n > 0 and wi not in errors:
+            errors[wi] = (f"{n} of {len(windows[wi].src_frames)} source frames could not be "
                           "decoded; the source is truncated or damaged here")
-    for wi, writer in writers.items():
-        if wi in errors:
-            writer.abort()
     return errors
 
 
-def _deliver(wi, pos, rgb, windows, paths, fit, fps, crf, preset, writers, pending, remaining):
-    if wi not in writers:
-        paths[wi].parent.mkdir(parents=True, exist_ok=True)
-        writers[wi] = ClipWriter(paths[wi], fit, fps, crf, preset)
-    w = writers[wi]
-    pending[wi][pos] = rgb
-    while w.count in pending[wi]:
-        w.write(pending[wi].pop(w.count))
-        remaining[wi] -= 1
-    if remaining[wi] == 0:
-        w.close()
-        del writers[wi]
+def _decode_wanted(source: str, wanted: list[int], time_base: float):
+    """Yield the decoded frames whose pts are in ``wanted`` (sorted), seeking across long gaps."""
+    cursor = 0
+    with av.open(source, metadata_errors="ignore") as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        while cursor < len(wanted):
+            container.seek(int(wanted[cursor]), stream=stream, backward=True)
+            for frame in container.decode(stream):
+                if frame.pts is None or frame.pts < wanted[cursor]:
+                    continue
+                if frame.pts == wanted[cursor]:
+                    yield frame
+                while cursor < len(wanted) and wanted[cursor] <= frame.pts:
+                    cursor += 1
+                if cursor >= len(wanted) or (wanted[cursor] - frame.pts) * time_base > SEEK_GAP_S:
+                    break  # done, or a long gap: seek forward instead of decoding it
+            else:
+                return  # end of stream: the remaining frames do not exist
 
 
 def cleanup_partials(root: Path) -> int:

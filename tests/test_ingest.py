@@ -1,0 +1,142 @@
+"""End to end: raw video in, clips checked by decoding them."""
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from wandata import synth
+from wandata.bucket import fit
+from wandata.config import Settings
+from wandata.manifest import Manifest
+from wandata.pipeline import ingest
+from wandata.plan import EPS_FRACTION
+
+from .conftest import SAMPLE
+from .media import decode, read_barcode, write_barcode_video
+
+SMALL = ((416, 240), (240, 416))
+
+
+def kept(dataset: Path):
+    return [c for c in Manifest(dataset).all_clips() if c.status == "kept"]
+
+
+def test_every_sample_clip_is_exactly_n_frames_at_16fps_and_bucket_size(sample_dataset_ro):
+    clips = kept(sample_dataset_ro)
+    assert len(clips) >= 7
+    sizes = set()
+    for c in clips:
+        frames, rate = decode(sample_dataset_ro / c.path)
+        assert len(frames) == 81, c.path
+        assert rate == pytest.approx(16.0)
+        h, w, _ = frames[0].shape
+        assert (w, h) == (c.width, c.height) and f"{w}x{h}" == c.bucket
+        sizes.add((w, h))
+    assert sizes == {(832, 480), (480, 832)}  # the phone video came out portrait
+
+
+def test_sample_summary_accounts_for_every_source(sample_dataset_ro):
+    m = Manifest(sample_dataset_ro)
+    by_name = {Path(p).name: s for p, s in m.sources.items()}
+    assert set(by_name) == {"montage_24fps.mp4", "phone_portrait.mp4", "stock_30fps.mp4", "too_short.mp4"}
+    assert by_name["too_short.mp4"].status == "dropped"
+    short = m.clips[by_name["too_short.mp4"].path]
+    assert short and all("5.06 s" in c.reason for c in short)
+    assert by_name["phone_portrait.mp4"].rotation == 90
+    assert (by_name["phone_portrait.mp4"].display_width, by_name["phone_portrait.mp4"].display_height) == (720, 1280)
+
+
+def test_no_kept_clip_straddles_a_cut_or_a_dissolve(sample_dataset_ro):
+    truth = json.loads((SAMPLE / "ground_truth.json").read_text())
+    m = Manifest(sample_dataset_ro)
+    checked = 0
+    for path, src in m.sources.items():
+        gt = truth[Path(path).name]
+        for c in m.clips[path]:
+            if c.status != "kept":
+                continue
+            lo, hi = min(c.src_frames), max(c.src_frames)
+            inside = [s for s in gt["shots"] if s[0] <= lo and hi <= s[1]]
+            assert inside, f"{c.path}: source frames {lo}..{hi} cross a boundary of {gt['shots']}"
+            for d0, d1 in gt["dissolves"]:
+                assert hi < d0 or lo > d1, f"{c.path} overlaps the dissolve {d0}..{d1}"
+            checked += 1
+    # the montage has 5 shots of 6.5 s, each long enough for exactly one clip
+    montage = [c for c in kept(sample_dataset_ro) if "montage" in c.path]
+    assert len(montage) == 5 and checked >= 7
+
+
+def _expected(shots, transitions, index, disp_w, disp_h, bucket_fit):
+    img = synth.timeline_frame(shots, transitions, index, disp_w, disp_h)
+    img = cv2.resize(img, (bucket_fit.scaled_w, bucket_fit.scaled_h), interpolation=cv2.INTER_AREA)
+    return img[bucket_fit.crop_y:bucket_fit.crop_y + bucket_fit.height,
+               bucket_fit.crop_x:bucket_fit.crop_x + bucket_fit.width]
+
+
+@pytest.mark.parametrize("rotation", [0, 90, 270])
+def test_clip_pixels_are_the_planned_source_frames_upright(tmp_path, rotation):
+    shots = synth.make_shots([80, 75], photos=["astronaut", "coffee"], seed=7)
+    transitions = [synth.dissolve(10)]
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    gt = synth.write_video(raw / "cam.mp4", shots, transitions, 640, 368, 24, crf=16, rotation=rotation)
+    out = tmp_path / "ds"
+    ingest([raw], out, Settings(frames=33, buckets=SMALL, detector="transnetv2", min_source_scale=0.5),
+           progress=False)
+    clips = kept(out)
+    assert len(clips) == 2
+    dw, dh = gt["display_width"], gt["display_height"]
+    f = fit(dw, dh, SMALL)
+    assert (f.width > f.height) == (dw > dh)
+    for c in clips:
+        frames, _ = decode(out / c.path)
+        assert len(frames) == 33
+        for i in (0, 16, 32):
+            want = _expected(shots, transitions, c.src_frames[i], dw, dh, f).astype(np.float32)
+            got = frames[i].astype(np.float32)
+            assert got.shape == want.shape
+            err = np.abs(got - want).mean()
+            flipped = np.abs(got - want[::-1, ::-1]).mean()
+            assert err < 8, f"{c.path} frame {i}: mean error {err:.1f}"
+            assert flipped > 2 * err  # orientation is really right, not just a blur match
+        for d0, d1 in gt["dissolves"]:
+            assert max(c.src_frames) < d0 or min(c.src_frames) > d1
+
+
+@pytest.mark.parametrize("kind", ["ntsc", "vfr"])
+def test_each_output_frame_shows_the_source_frame_the_rule_picks(tmp_path, kind):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    if kind == "ntsc":
+        pts = write_barcode_video(raw / "count.mp4", 200, 640, 368, "30000/1001")
+    else:  # 2 s at 12 fps, then 3 s at 30 fps, then 2 s at 20 fps
+        pts = [i / 12 for i in range(24)] + [2 + i / 30 for i in range(90)] + [5 + i / 20 for i in range(40)]
+        write_barcode_video(raw / "count.mp4", len(pts), 640, 368, pts_s=pts)
+    out = tmp_path / "ds"
+    ingest([raw], out, Settings(frames=49, buckets=SMALL, detector="none", min_source_scale=0.5,
+                                mode="chunk"), progress=False)
+    src = next(iter(Manifest(out).sources.values()))
+    assert src.vfr == (kind == "vfr")
+    clips = kept(out)
+    assert clips
+    f = fit(640, 368, SMALL)
+    times = np.asarray(pts)
+    for c in clips:
+        frames, rate = decode(out / c.path)
+        assert len(frames) == 49 and rate == pytest.approx(16)
+        shown = [read_barcode(fr, f.scale, f.crop_x, f.crop_y) for fr in frames]
+        assert shown == c.src_frames
+        for i, idx in enumerate(shown):  # sample and hold: latest source frame at or before t
+            t = c.start_s + i / 16 + EPS_FRACTION / 16  # the rule's documented tolerance
+            assert times[idx] <= t
+            assert idx == len(times) - 1 or times[idx + 1] > t
+
+
+def test_rerun_skips_finished_sources(sample_dataset):
+    before = {c.path: (sample_dataset / c.path).stat().st_mtime_ns for c in kept(sample_dataset)}
+    summary = ingest([SAMPLE], sample_dataset, Settings(), progress=False)
+    assert summary.processed == 0 and summary.skipped == 4
+    after = {c.path: (sample_dataset / c.path).stat().st_mtime_ns for c in kept(sample_dataset)}
+    assert before == after
