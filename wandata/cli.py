@@ -58,7 +58,10 @@ def main():
 @click.option("--workers", type=int, help="Sources processed in parallel (default 1).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def ingest(sources, dataset, config, as_json, quiet, **flags):
+@click.option("--captioner", help="Caption the kept clips with this captioner after ingesting (see `wandata caption`).")
+@click.option("--caption-opt", "caption_opts", multiple=True, metavar="KEY=VALUE",
+              help="Option for --captioner (and prefix, suffix, trigger, max_chars); repeat for several.")
+def ingest(sources, dataset, config, as_json, quiet, captioner, caption_opts, **flags):
     """Cut SOURCES (files or folders) into verified Wan clips in the dataset directory.
 
     Every source and clip gets a manifest row with its status and, if it was not
@@ -69,11 +72,17 @@ def ingest(sources, dataset, config, as_json, quiet, **flags):
     from .pipeline import ingest as run_ingest
 
     settings = _settings(config, **flags)
+    if captioner:
+        from .cli_caption import caption_after_ingest, check_caption_step
+        caption_opts = check_caption_step(captioner, caption_opts)
     try:
         summary = run_ingest(list(sources), dataset, settings, progress=not quiet and not as_json)
     except (FileNotFoundError, PermissionError) as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(EXIT_ERROR)
+    if captioner:  # the summary's to_dict() carries it into --json
+        summary.captions = caption_after_ingest(dataset, captioner, caption_opts,
+                                                progress=not quiet and not as_json, echo=not as_json)
     if as_json:
         click.echo(json.dumps(summary.to_dict(), indent=2))
     else:
@@ -111,6 +120,15 @@ def config_show(config_path, as_toml):
         click.echo(tomli_w.dumps({"ingest": d}))
     else:
         click.echo(json.dumps(d, indent=2))
+
+
+from .cli_export import check, export  # noqa: E402
+main.add_command(export)
+main.add_command(check)
+
+from .cli_caption import caption, captions  # noqa: E402
+main.add_command(caption)
+main.add_command(captions)
 
 
 if __name__ == "__main__":

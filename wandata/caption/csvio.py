@@ -1,0 +1,98 @@
+"""Captions out to a CSV file for spreadsheet editing, and back in.
+
+The file is RFC 4180 CSV in UTF-8 with a byte-order mark, because Excel reads
+UTF-8 without one as a legacy code page and garbles every non-ASCII caption.
+Values are written and read verbatim (no trimming, no NA guessing), so a caption
+comes back exactly as it went out or as the user typed it. Readers other than
+``import_csv`` should do the same, e.g. ``pandas.read_csv(f, keep_default_na=False)``.
+"""
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..records import KEPT
+
+if TYPE_CHECKING:
+    from ..manifest import Manifest
+
+COLUMNS = ["clip_id", "caption", "captioner", "clip", "source"]
+MANUAL = "manual"  # the captioner recorded for captions edited by hand
+
+
+def export_csv(manifest: Manifest, path: Path) -> int:
+    """Write one row per kept clip; returns the number of rows."""
+    rows = [[c.clip_id, c.caption, c.captioner, c.path, c.source_path]
+            for c in manifest.all_clips() if c.status == KEPT and c.path]
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="", encoding="utf-8-sig") as f:
+        w = csv.writer(f)
+        w.writerow(COLUMNS)
+        w.writerows(rows)
+    tmp.replace(path)
+    return len(rows)
+
+
+@dataclass
+class ImportResult:
+    changed: list[str] = field(default_factory=list)     # clip ids whose caption changed
+    unchanged: int = 0
+    unknown: list[str] = field(default_factory=list)     # ids not among the dataset's kept clips
+
+    def to_dict(self) -> dict:
+        return self.__dict__.copy()
+
+
+class CSVImportError(ValueError):
+    """The CSV cannot be imported; nothing was changed."""
+
+
+def import_csv(manifest: Manifest, path: Path, ignore_unknown: bool = False) -> ImportResult:
+    """Set captions from the ``clip_id`` and ``caption`` columns and save.
+
+    Rows for clips not in the dataset stop the import (the file may belong to
+    another dataset) unless ``ignore_unknown``. Changed captions are recorded as
+    made by ``manual``; an emptied cell clears the caption."""
+    path = Path(path)
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            header = reader.fieldnames or []
+            if "clip_id" not in header or "caption" not in header:
+                raise CSVImportError(f"{path} needs the columns clip_id and caption (it has: "
+                                     f"{', '.join(header) or 'none'}); start from `wandata captions export`")
+            rows = [(r["clip_id"], r["caption"]) for r in reader]
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise CSVImportError(f"could not read {path} ({type(e).__name__}: {e}); save it as CSV UTF-8") from None
+    clips = {c.clip_id: c for c in manifest.all_clips() if c.status == KEPT and c.path}
+    res = ImportResult()
+    seen: dict[str, int] = {}
+    for row_no, (clip_id, caption) in enumerate(rows, start=2):  # spreadsheet row numbers
+        if clip_id in seen:
+            raise CSVImportError(f"{path}: clip {clip_id} appears in rows {seen[clip_id]} and {row_no} "
+                                 "(the header is row 1); keep one row per clip")
+        seen[clip_id] = row_no
+        if caption is None:
+            raise CSVImportError(f"{path}, row {row_no}: the row for {clip_id} has fewer cells than the header")
+        if clip_id not in clips:
+            res.unknown.append(clip_id)
+    if res.unknown and not ignore_unknown:
+        shown = ", ".join(res.unknown[:5]) + (" ..." if len(res.unknown) > 5 else "")
+        raise CSVImportError(f"{path} has {len(res.unknown)} clip id(s) that are not kept clips of {manifest.dir} "
+                           f"({shown}); is it the export of another dataset? Nothing was imported; pass "
+                           "--ignore-unknown to import the other rows")
+    for clip_id, caption in rows:
+        clip = clips.get(clip_id)
+        if clip is None:
+            continue
+        if caption == clip.caption:
+            res.unchanged += 1
+            continue
+        clip.caption, clip.captioner = caption, MANUAL if caption else ""
+        res.changed.append(clip_id)
+    if res.changed:
+        manifest.save()
+    return res
