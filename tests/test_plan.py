@@ -4,7 +4,7 @@ import pytest
 
 from wandata.bucket import fit
 from wandata.config import Settings, SettingsError, load_settings
-from wandata.plan import plan_windows, source_frames
+from wandata.plan import grid_start, shortfall_reason, source_frames, window_starts
 
 
 @pytest.mark.parametrize("n", [81, 49, 33, 17, 5, 1])
@@ -60,34 +60,44 @@ def test_resampling_follows_timestamps_on_variable_frame_rate():
 
 
 def test_window_modes():
-    times = np.arange(24 * 20) / 24          # one 20 s shot
-    shot = [(0, len(times) - 1)]
-    head, _ = plan_windows(times, shot, 81, 16, "head")
-    chunk, _ = plan_windows(times, shot, 81, 16, "chunk")
-    uni, _ = plan_windows(times, shot, 81, 16, "uniform", 3)
-    assert len(head) == 1 and head[0].start_s == 0
-    assert len(chunk) == 3                  # 20 s // 5.0625 s
-    starts = [w.start_s for w in chunk]
-    assert np.allclose(np.diff(starts), 81 / 16)
-    assert len(uni) == 3 and uni[0].start_s == 0
-    assert uni[-1].src_frames[-1] == len(times) - 1 or uni[-1].end_s > 19.5
+    a, b = 10, 10 + 16 * 20 - 1              # one 20 s shot, in grid frames
+    head = window_starts(a, b, 81, "head")
+    chunk = window_starts(a, b, 81, "chunk")
+    uni = window_starts(a, b, 81, "uniform", 3)
+    assert head == [10]
+    assert chunk == [10, 91, 172]            # 320 // 81 = 3, back to back
+    assert uni[0] == 10 and uni[-1] == b - 81 + 1 and len(uni) == 3
     for ws in (head, chunk, uni):
-        for w in ws:
-            assert len(w.src_frames) == 81
-            assert w.src_frames.min() >= 0 and w.src_frames.max() < len(times)
-    # windows never overlap
-    for a, b in zip(uni, uni[1:]):
-        assert a.src_frames[-1] < b.src_frames[0]
+        assert all(a <= s and s + 81 - 1 <= b for s in ws)
+        assert all(y - x >= 81 for x, y in zip(ws, ws[1:]))  # never overlapping
+    assert window_starts(0, 100, 81, "uniform", 5) == [0]    # only one fits
+
+
+def test_chunk_and_head_windows_of_a_shot_start_are_final():
+    # Windows planned while a shot is still growing must be the first ones of the finished shot.
+    for mode in ("head", "chunk"):
+        final = window_starts(0, 999, 33, mode)
+        for b in range(0, 1000, 37):
+            partial = window_starts(0, b, 33, mode)
+            assert partial == final[:len(partial)]
 
 
 def test_short_shots_are_dropped_with_an_actionable_reason():
-    times = np.arange(24 * 4) / 24          # 4 s
-    wins, dropped = plan_windows(times, [(0, len(times) - 1)], 81, 16)
-    assert wins == [] and len(dropped) == 1
-    assert "4.00 s" in dropped[0].reason and "5.06 s" in dropped[0].reason
-    assert "--frames" in dropped[0].reason
-    wins, _ = plan_windows(times, [(0, len(times) - 1)], 49, 16)
-    assert len(wins) == 1
+    assert window_starts(0, 63, 81, "chunk") == []   # 64 grid frames = 4 s
+    reason = shortfall_reason(64, 81, 16)
+    assert "4.00 s" in reason and "5.06 s" in reason and "--frames" in reason and "61" in reason
+    assert window_starts(0, 63, 49, "chunk") == [0]
+
+
+def test_grid_start_matches_the_resampling_rule():
+    rng = np.random.default_rng(0)
+    times = np.cumsum(rng.uniform(0.01, 0.09, 300))
+    times -= times[0]
+    n = int(times[-1] * 16)
+    picked = source_frames(times, 0.0, n, 16)
+    for i, t in enumerate(times[:-1]):
+        js = range(grid_start(t, 0.0, 16), grid_start(times[i + 1], 0.0, 16))
+        assert all(picked[j] == i for j in js if j < n)
 
 
 @pytest.mark.parametrize("w,h,bucket", [
@@ -98,7 +108,8 @@ def test_bucket_by_orientation_cover_and_centre_crop(w, h, bucket):
     f = fit(w, h, ((832, 480), (480, 832)))
     assert (f.width, f.height) == bucket
     assert f.scaled_w >= f.width and f.scaled_h >= f.height
-    assert f.crop_x == (f.scaled_w - f.width) // 2 and f.crop_y == (f.scaled_h - f.height) // 2
+    assert abs(f.crop_x - (f.scaled_w - f.width) / 2) <= 1 and abs(f.crop_y - (f.scaled_h - f.height) / 2) <= 1
+    assert f.crop_x % 2 == 0 and f.crop_y % 2 == 0  # chroma-aligned
     # cover: one side fits exactly (up to even rounding), nothing is stretched
     assert abs(f.scaled_w / f.scaled_h - w / h) < 0.01
 

@@ -44,4 +44,5 @@ def fit(w: int, h: int, buckets) -> Fit:
     # Round up to even sizes (chroma subsampling) but never below the bucket.
     sw = max(bw, int(math.ceil(w * scale / 2)) * 2)
     sh = max(bh, int(math.ceil(h * scale / 2)) * 2)
-    return Fit(bw, bh, sw, sh, (sw - bw) // 2, (sh - bh) // 2, scale)
+    # Even crop offsets keep the 2x2 chroma blocks aligned.
+    return Fit(bw, bh, sw, sh, (sw - bw) // 4 * 2, (sh - bh) // 4 * 2, scale)

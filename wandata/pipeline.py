@@ -1,7 +1,7 @@
 """The ingest chain for one source, and the local engine that runs it over many.
 
 ``process_source`` follows one file from path to clip rows:
-probe -> bucket -> scan -> shots -> plan -> transcode -> verify.
+probe -> bucket -> one streaming pass (scan -> shots -> plan -> transcode) -> verify.
 It is a plain function of (path, settings, dataset dir) so that any executor can
 run it; only the engine (``ingest``) writes the manifest, once per finished source.
 """
@@ -20,12 +20,11 @@ from . import bucket as bucket_mod
 from .config import Settings
 from .discover import discover
 from .manifest import Manifest
-from .plan import plan_windows
+from .plan import Window
 from .probe import probe
 from .records import DROPPED, FAILED, KEPT, ClipRecord, SourceRecord
-from .scan import scan
-from .shots import SMALL_SIZE, make_detector, shots_from_mask
-from .transcode import cleanup_partials, write_clips
+from .stream import ClipMaker
+from .transcode import cleanup_partials
 from .verify import check
 
 CLIPS_DIR = "clips"
@@ -42,7 +41,7 @@ def clip_dir(dataset: Path, src: SourceRecord) -> Path:
 
 
 def process_source(path: str, settings: Settings, dataset: Path,
-                   on_frame: Callable[[int], None] | None = None) -> tuple[SourceRecord, list[ClipRecord]]:
+                   on_frame: Callable[[], None] | None = None) -> tuple[SourceRecord, list[ClipRecord]]:
     timings: dict[str, float] = {}
     t = time.perf_counter()
     src = probe(Path(path), settings.min_source_duration_s)
@@ -62,51 +61,47 @@ def process_source(path: str, settings: Settings, dataset: Path,
                       f"{settings.min_source_scale}); lower --min-source-scale to keep it")
         return _done(src, [], timings)
 
+    out_dir = clip_dir(dataset, src)
+
+    def clip_path(w: Window) -> Path:
+        return out_dir / f"{out_dir.name}_s{w.shot_index:03d}_w{w.window_index:02d}.mp4"
+
     t = time.perf_counter()
-    sc = scan(path, SMALL_SIZE[settings.detector])
-    timings["decode_s"] = time.perf_counter() - t
-    if len(sc.times) == 0:
+    made = ClipMaker(path, settings, fit, src.rotation, clip_path, on_frame).run()
+    timings["stream_s"] = time.perf_counter() - t
+    tl = made.timeline
+    if not tl.times:
         src.status, src.reason = FAILED, "no frame could be decoded; the file is corrupt"
         return _done(src, [], timings)
-    t = time.perf_counter()
-    detector = make_detector(settings.detector, settings.threshold, settings.device)
-    mask = detector.transitions(sc.small, src.fps)
-    shots = shots_from_mask(mask, sc.times, settings.boundary_trim_s)
-    timings["shots_s"] = time.perf_counter() - t
-    step = 1 / src.fps if src.fps > 0 else 0.0
-    src.shots = [[float(sc.times[a]), float(sc.times[b] + step)] for a, b in shots]
-
-    windows, dropped = plan_windows(sc.times, shots, settings.frames, settings.fps,
-                                    settings.mode, settings.windows_per_shot)
-    out_dir = clip_dir(dataset, src)
-    clips = [_clip_record(src, settings, fit, w.shot_index, w.window_index, sc.times, w.shot)
-             for w in windows]
-    for c, w in zip(clips, windows):
-        c.start_s, c.end_s = float(w.start_s), float(w.end_s)
-        c.src_frames = [int(i) for i in w.src_frames]
-        c.path = str(Path(CLIPS_DIR) / out_dir.name / f"{out_dir.name}_s{w.shot_index:03d}_w{w.window_index:02d}.mp4")
-    for d in dropped:
-        c = _clip_record(src, settings, fit, d.shot_index, -1, sc.times, d.shot)
-        c.status, c.reason = DROPPED, d.reason
-        clips.append(c)
-    if sc.decode_errors and not src.reason:
+    if tl.decode_error and not src.reason:
         src.reason = ("the video could not be decoded to its end (the file is damaged); "
                       "clips come from the readable part only")
+    origin, fps = tl.times[0], settings.fps
+    src.shots = [[origin + a / fps, origin + (b + 1) / fps] for a, b in made.shots]
 
-    # Files of an earlier run of this source that the new plan does not produce are stale.
-    if out_dir.exists():
-        planned = {(dataset / c.path).name for c in clips if c.path}
-        for old in out_dir.iterdir():
-            if old.name not in planned:
-                old.unlink()
+    clips = []
+    for w in made.windows:
+        c = _clip_record(src, settings, fit, w.shot_index, w.window_index, made.shots[w.shot_index], origin)
+        c.start_s, c.end_s = origin + w.start / fps, origin + (w.start + w.n) / fps
+        c.src_frames = [tl.grid_src[j] for j in w.frames]
+        c.path = clip_path(w).relative_to(dataset).as_posix()
+        if w in made.errors:
+            c.status, c.reason = FAILED, made.errors[w]
+        clips.append(c)
+    for d in made.dropped:
+        c = _clip_record(src, settings, fit, d.shot_index, -1, d.shot, origin)
+        c.status, c.reason = DROPPED, d.reason
+        clips.append(c)
+    clips.sort(key=lambda c: (c.shot_index, c.window_index))
+    # Files of an earlier run of this source that this plan did not produce are stale.
+    planned = {Path(c.path).name for c in clips if c.path}
+    for old in (out_dir.iterdir() if out_dir.exists() else []):
+        if old.name not in planned:
+            old.unlink()
+
     t = time.perf_counter()
-    errors = write_clips(path, sc.pts, sc.time_base, windows, [dataset / c.path for c in clips[:len(windows)]],
-                         fit, src.rotation, settings.fps, settings.crf, settings.preset, on_frame)
-    timings["encode_s"] = time.perf_counter() - t
-    t = time.perf_counter()
-    for i, c in enumerate(clips[:len(windows)]):
-        if i in errors:
-            c.status, c.reason = FAILED, errors[i]
+    for c in clips:
+        if c.status != KEPT or not c.path:
             continue
         decoded, problem = check(dataset / c.path, settings.frames, fit.width, fit.height, settings.fps)
         c.verified_frames, c.verified_fps = decoded.frames, decoded.fps
@@ -124,14 +119,14 @@ def process_source(path: str, settings: Settings, dataset: Path,
     return _done(src, clips, timings)
 
 
-def _clip_record(src, settings, fit, shot_index, window_index, times, shot) -> ClipRecord:
+def _clip_record(src, settings, fit, shot_index, window_index, shot, origin) -> ClipRecord:
     a, b = shot
-    step = 1 / src.fps if src.fps > 0 else 0.0
     wtag = f"w{window_index:02d}" if window_index >= 0 else "dropped"
     return ClipRecord(
         clip_id=f"{src.source_id[:12]}-s{shot_index:03d}-{wtag}",
         source_id=src.source_id, source_path=src.path, shot_index=shot_index,
-        window_index=window_index, shot_start_s=float(times[a]), shot_end_s=float(times[b] + step),
+        window_index=window_index, shot_start_s=origin + a / settings.fps,
+        shot_end_s=origin + (b + 1) / settings.fps,
         num_frames=settings.frames, fps=settings.fps, bucket=fit.name, width=fit.width,
         height=fit.height, orientation=fit.orientation, scale=float(fit.scale),
         upscaled=fit.scale > 1.0, settings_fingerprint=settings.fingerprint())

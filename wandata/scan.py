@@ -1,51 +1,65 @@
-"""Decode a source once, front to back, into its frame timeline and small frames.
+"""Decode a source once, front to back, and yield its output-grid frames.
 
-The timeline (every frame's presentation time) is what ``plan`` picks frames
-from; the small frames are all the shot detectors look at. Decoding at full
-size is the expensive part, so it happens once here and once more only for the
-spans that become clips (``transcode``).
+Each source frame is decoded exactly once. A frame that the output grid shows
+(see ``plan``) is converted once, straight to the bucket (scaled to cover,
+turned upright, centre-cropped, yuv420p); the rest are only counted. Every
+frame's presentation time is kept: it is the source's timeline.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
 
 import av
-import numpy as np
+
+from .plan import grid_start
 
 
 @dataclass
-class Scan:
-    pts: np.ndarray      # int64, in time_base units, decode order == display order
-    times: np.ndarray    # float64 seconds
-    time_base: float
-    small: np.ndarray    # uint8 [N, h, w, 3] RGB
-    decode_errors: int = 0
+class Timeline:
+    times: list[float] = field(default_factory=list)   # every decoded frame, seconds
+    grid_src: list[int] = field(default_factory=list)  # grid index -> source frame index
+    decode_error: str = ""
 
 
-def scan(path: str, size: tuple[int, int] = (48, 27)) -> Scan:
-    """Every frame's time and an RGB thumbnail of ``size`` (w, h), stored-pixel orientation."""
-    w, h = size
-    pts_list: list[int] = []
-    small: list[np.ndarray] = []
-    errors = 0
+def grid_frames(path: str, fps: float, convert: Callable[[av.VideoFrame], object],
+                timeline: Timeline) -> Iterator[tuple[int, object]]:
+    """Yield ``(grid index, convert(frame))`` for every grid instant, in order."""
+    prev = None  # (frame, time) waiting for its successor's time to know what it covers
+    origin = None
     with av.open(path, metadata_errors="ignore") as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
-        tb = float(stream.time_base) if stream.time_base else 1.0
-        last = -1
+        tb = float(stream.time_base) if stream.time_base else 0.0
+        last_pts = None
         try:
             for frame in container.decode(stream):
-                pts = frame.pts if frame.pts is not None else last + 1
-                if pts <= last:  # duplicated or out-of-order timestamp: not a new picture
-                    continue
-                last = pts
-                pts_list.append(pts)
-                small.append(frame.to_ndarray(width=w, height=h, format="rgb24",
-                                              interpolation="AREA"))
-        except av.error.FFmpegError:
-            # A truncated or damaged tail: keep what decoded; the caller decides if it is enough.
-            errors += 1
-    pts_arr = np.asarray(pts_list, dtype=np.int64)
-    return Scan(pts=pts_arr, times=pts_arr * tb, time_base=tb,
-                small=np.stack(small) if small else np.zeros((0, h, w, 3), np.uint8),
-                decode_errors=errors)
+                pts = frame.pts
+                if pts is None or (last_pts is not None and pts <= last_pts):
+                    continue  # no timestamp, or not a new picture
+                last_pts = pts
+                t = pts * tb
+                if origin is None:
+                    origin = t
+                if prev is not None:
+                    yield from _emit(prev, grid_start(t, origin, fps), convert, timeline)
+                timeline.times.append(t)
+                prev = frame
+        except av.error.FFmpegError as e:
+            timeline.decode_error = str(e)  # a damaged tail: keep what decoded
+    if prev is not None:
+        times = timeline.times
+        dur = (times[-1] - times[0]) / (len(times) - 1) if len(times) > 1 else 1 / fps
+        yield from _emit(prev, grid_start(times[-1] + dur, origin, fps), convert, timeline)
+
+
+def _emit(frame, end: int, convert, timeline: Timeline):
+    """The grid instants from the current grid length up to ``end`` show ``frame``."""
+    if end <= len(timeline.grid_src):
+        return
+    image = convert(frame)
+    src = len(timeline.times) - 1
+    while len(timeline.grid_src) < end:
+        timeline.grid_src.append(src)
+        yield len(timeline.grid_src) - 1, image
+
