@@ -75,7 +75,7 @@ def test_interrupted_run_resumes_to_the_same_result(raw, reference, tmp_path, si
     assert not list(out.rglob("*.part"))
     assert len(rows) == len(ref_rows)
     for a, b in zip(rows, ref_rows):
-        assert a == b                        # same plan, same decoded frames (frame_md5)
+        assert a == b                        # same plan, same decoded pictures (decoded_digest)
 
 
 def test_json_summary_of_a_rerun_reports_skipped_sources(raw, tmp_path):

@@ -2,7 +2,7 @@
 
 Works on our exports and on hand-made metadata (DiffSynth csv/json/jsonl, musubi-tuner
 TOML/JSONL, diffusion-pipe TOML + caption files, or a bare wandata dataset directory).
-Every clip is decoded with the ffmpeg program (``verify.decode_clip``), so what is checked
+Every clip is decoded (``verify.decode_clip``, PyAV), so what is checked
 is what a trainer's loader sees, not what a container header claims.
 """
 from __future__ import annotations

@@ -45,7 +45,7 @@ def main():
 @click.option("--fps", type=float, help="Output frame rate (default 16, Wan's).")
 @click.option("--mode", type=click.Choice(MODES), help="Windows per shot: head, chunk (default), uniform.")
 @click.option("--windows", "windows_per_shot", type=int, help="Windows per shot for --mode uniform.")
-@click.option("--detector", type=click.Choice(DETECTORS), help="Shot detector (default transnetv2).")
+@click.option("--detector", type=click.Choice(DETECTORS), help="Shot detector: auto (default: transnetv2 on a GPU, cascade on a CPU), transnetv2, cascade, adaptive, none.")
 @click.option("--threshold", type=float, help="Transition probability threshold for transnetv2.")
 @click.option("--trim", "boundary_trim_s", type=float, help="Seconds dropped at each shot boundary.")
 @click.option("--bucket", "buckets", multiple=True, callback=_buckets,

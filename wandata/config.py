@@ -20,7 +20,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 MODES = ("head", "chunk", "uniform")
-DETECTORS = ("transnetv2", "adaptive", "none")
+DETECTORS = ("auto", "transnetv2", "cascade", "adaptive", "none")
 
 
 class SettingsError(ValueError):
@@ -38,7 +38,7 @@ class Settings:
     mode: str = "chunk"
     windows_per_shot: int = 3  # for mode=uniform
     # Shot detection.
-    detector: str = "transnetv2"
+    detector: str = "auto"  # transnetv2 on a GPU, cascade on a CPU
     threshold: float = 0.5
     boundary_trim_s: float = 0.25  # dropped at each side of every shot boundary
     device: str = "auto"

@@ -1,17 +1,16 @@
 """The two FFmpeg builds wandata uses, kept apart on purpose.
 
-* PyAV (FFmpeg's libraries, in-process) decodes sources and encodes clips.
-* The ``ffmpeg`` program decodes every written clip again in ``verify``: a second,
-  independent decoder, so a clip PyAV can read but other tools cannot is caught.
-  The system ``ffmpeg`` is used when present, else the one imageio-ffmpeg ships,
-  so a user needs no system package.
+* PyAV (FFmpeg's libraries, in-process) decodes sources and, in ``verify``,
+  decodes every written clip again.
+* The ``ffmpeg`` program encodes the clips (``transcode``): the system ``ffmpeg``
+  when present, else the one imageio-ffmpeg ships, so a user needs no system
+  package. So a clip is always read back by a decoder other than its writer.
 """
 from __future__ import annotations
 
 import functools
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 
@@ -34,12 +33,6 @@ def ffmpeg_exe() -> str:
         raise MediaToolError(
             "no ffmpeg program found: install it (apt-get install ffmpeg) or "
             "`pip install imageio-ffmpeg`, or point WANDATA_FFMPEG at one") from e
-
-
-def run_ffmpeg(args: list[str], *, timeout: float | None = None) -> subprocess.CompletedProcess:
-    """Run ffmpeg with an argv list (never a shell string); stdout and stderr are captured."""
-    argv = [ffmpeg_exe(), "-hide_banner", "-nostdin", *map(str, args)]
-    return subprocess.run(argv, capture_output=True, timeout=timeout, check=False)
 
 
 def atomic_replace(tmp: Path, final: Path) -> None:

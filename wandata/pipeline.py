@@ -106,7 +106,7 @@ def process_source(path: str, settings: Settings, dataset: Path,
         decoded, problem = check(dataset / c.path, settings.frames, fit.width, fit.height, settings.fps)
         c.verified_frames, c.verified_fps = decoded.frames, decoded.fps
         c.verified_size = f"{decoded.width}x{decoded.height}"
-        c.frame_md5 = decoded.md5
+        c.decoded_digest = decoded.digest
         if problem:
             c.status, c.reason = FAILED, f"verification failed: {problem}"
             (dataset / c.path).unlink(missing_ok=True)

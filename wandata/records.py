@@ -72,7 +72,7 @@ class ClipRecord:
     verified_frames: int = 0
     verified_fps: float = 0.0
     verified_size: str = ""
-    frame_md5: list[str] = field(default_factory=list)  # per decoded frame, from verify
+    decoded_digest: str = ""     # of the decoded pictures, from verify
     caption: str = ""
     captioner: str = ""
     settings_fingerprint: str = ""

