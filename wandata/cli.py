@@ -130,6 +130,10 @@ from .cli_caption import caption, captions  # noqa: E402
 main.add_command(caption)
 main.add_command(captions)
 
+from .cli_train import train, validate  # noqa: E402
+main.add_command(train)
+main.add_command(validate)
+
 
 if __name__ == "__main__":
     main()

@@ -62,7 +62,7 @@ class AdaptiveDetector:
     name, size = "adaptive", (128, 72)
 
     def __init__(self, fps: float = 16.0):
-        self.fps = fps
+        self.fps = float(fps)
 
     def stream(self):
         return _AdaptiveStream(self.fps)
@@ -116,7 +116,8 @@ class TransNetV2Detector:
         self.device = device
 
     def stream(self):
-        return _TransNetStream(self)
+        from .cascade import CutRule, Union
+        return Union(_TransNetStream(self), CutRule().stream())
 
     def predict(self, frames: np.ndarray, keep: slice) -> np.ndarray:
         """Transition mask of ``frames[keep]``; the frames around it are context."""

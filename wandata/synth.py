@@ -201,10 +201,11 @@ def _plan(shots: Sequence[Shot], transitions: Sequence[Transition] | None):
     return plan, cuts, dissolves, ranges
 
 
-def _frames(plan, shots, width, height, rotation) -> Iterable[np.ndarray]:
+def _frames(plan, shots, width, height, rotation, grain: float = 0.0) -> Iterable[np.ndarray]:
     # Render upright at display size, then turn into storage orientation
     # (np.rot90 is counter-clockwise; the player turns it back clockwise).
     dw, dh = (height, width) if rotation in (90, 270) else (width, height)
+    rng = np.random.default_rng(12345)
     for terms in plan:
         if len(terms) == 1:
             k, j, _ = terms[0]
@@ -212,17 +213,23 @@ def _frames(plan, shots, width, height, rotation) -> Iterable[np.ndarray]:
         else:
             acc = sum(w * render_frame(shots[k], j, dw, dh).astype(np.float32) for k, j, w in terms)
             img = np.clip(np.rint(acc), 0, 255).astype(np.uint8)
+        if grain:
+            # Sensor-like noise: it gives the file the entropy, bitrate and decoding cost of
+            # camera footage, which clean synthetic pans lack.
+            noise = rng.standard_normal(img.shape, dtype=np.float32) * grain
+            img = np.clip(img + noise, 0, 255).astype(np.uint8)
         yield np.ascontiguousarray(np.rot90(img, rotation // 90)) if rotation else img
 
 
 def _encode(path, frames, pts, time_base, rate, width, height, *, crf, preset,
-            pix_fmt, gop, rotation, faststart):
+            pix_fmt, gop, rotation, faststart, bitrate=None):
     path = Path(path)
     native = rotation == 0 or hasattr(av.video.stream.VideoStream, "set_display_rotation")
     target = path if native else path.with_name(path.stem + ".norot" + path.suffix)
     opts = {"movflags": "+faststart"} if faststart else {}
     with av.open(str(target), "w", options=opts) as out:
-        st = out.add_stream("libx264", rate=rate, options={"crf": str(crf), "preset": preset})
+        rc = {"b": bitrate, "maxrate": bitrate, "bufsize": bitrate} if bitrate else {"crf": str(crf)}
+        st = out.add_stream("libx264", rate=rate, options={**rc, "preset": preset})
         st.width, st.height, st.pix_fmt = width, height, pix_fmt
         # Without this PyAV rebases frame pts to 1/rate, rounding VFR timestamps.
         st.codec_context.time_base = time_base
@@ -288,7 +295,8 @@ def _check_args(width, height, rotation, pix_fmt):
 def write_video(path, shots: Sequence[Shot], transitions: Sequence[Transition] | None = None,
                 width: int = 1280, height: int = 720, fps=24, *, crf: int = 23,
                 rotation: int = 0, pix_fmt: str = "yuv420p", gop: int | None = None,
-                preset: str = "veryfast", faststart: bool = False) -> dict:
+                preset: str = "veryfast", faststart: bool = False, grain: float = 0.0,
+                bitrate: str | None = None) -> dict:
     """Encode a constant-frame-rate H.264 file and return its ground truth.
 
     ``width`` x ``height`` is the stored pixel size; see the module docstring
@@ -296,15 +304,17 @@ def write_video(path, shots: Sequence[Shot], transitions: Sequence[Transition] |
     ``"30000/1001"`` (pass NTSC rates that way, not as 29.97). ``faststart``
     puts the moov atom first, as web-delivered files have; the default leaves
     it at the end, as cameras and phones do (this decides how a truncated copy
-    fails). ``transitions=None`` means all cuts.
+    fails). ``transitions=None`` means all cuts. ``grain`` adds Gaussian noise of that
+    standard deviation (camera-like entropy); ``bitrate`` (e.g. "8M") encodes at a
+    constant bitrate as cameras do, instead of ``crf``.
     """
     _check_args(width, height, rotation, pix_fmt)
     fps = _frac(fps)
     info = _plan(shots, transitions)
     n = len(info[0])
-    _encode(path, _frames(info[0], shots, width, height, rotation), range(n), 1 / fps, fps,
+    _encode(path, _frames(info[0], shots, width, height, rotation, grain), range(n), 1 / fps, fps,
             width, height, crf=crf, preset=preset, pix_fmt=pix_fmt, gop=gop,
-            rotation=rotation, faststart=faststart)
+            rotation=rotation, faststart=faststart, bitrate=bitrate)
     pts_s = [round(float(i / fps), 6) for i in range(n)]
     return _truth(info, shots, width, height, rotation, pts_s, float(n / fps), fps, False)
 

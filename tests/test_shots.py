@@ -1,0 +1,103 @@
+"""Shot detectors on the output grid: streaming equals batch, cuts and dissolves are found."""
+import json
+
+import numpy as np
+import pytest
+
+from wandata.bucket import fit
+from wandata.cascade import CascadeDetector
+from wandata.scan import Timeline, grid_frames
+from wandata.shots import AdaptiveDetector, ShotTracker, TransNetV2Detector, transitions
+from wandata.transcode import to_bucket
+
+from .conftest import SAMPLE
+
+
+@pytest.fixture(scope="module")
+def montage():
+    """The sample montage's grid frames as the detectors see them, with ground truth."""
+    f = fit(1280, 720, ((832, 480),))
+    tl = Timeline()
+    small = [pic.small_rgb(48, 27)
+             for _, pic in grid_frames(str(SAMPLE / "montage_24fps.mp4"), 16, lambda fr: to_bucket(fr, f, 0), tl)]
+    truth = json.loads((SAMPLE / "ground_truth.json").read_text())["montage_24fps.mp4"]
+    return np.stack(small), np.asarray(tl.grid_src), truth
+
+
+def _stream_in_pieces(detector, small, seed=0):
+    rng = np.random.default_rng(seed)
+    s, out, i = detector.stream(), [], 0
+    while i < len(small):
+        k = int(rng.integers(1, 70))
+        out.append(s.push(small[i:i + k]))
+        i += k
+    out.append(s.flush())
+    return np.concatenate(out).astype(bool)
+
+
+@pytest.mark.parametrize("make", [lambda: TransNetV2Detector(device="cpu"), lambda: CascadeDetector(device="cpu"),
+                                  lambda: AdaptiveDetector(16)])
+def test_streaming_in_any_pieces_gives_the_batch_verdict(montage, make):
+    small, _, _ = montage
+    whole = transitions(make(), small)
+    assert len(whole) == len(small)
+    assert np.array_equal(_stream_in_pieces(make(), small), whole)
+
+
+def _covered(mask, grid_src, truth):
+    """Every cut and every dissolve frame that the grid shows is inside the mask (or its trim)."""
+    hit = set(grid_src[np.flatnonzero(mask)].tolist())
+    for c in truth["cuts"]:
+        assert {c - 1, c} & hit or any(abs(h - c) <= 2 for h in hit), f"cut at {c} missed"
+    for a, b in truth["dissolves"]:
+        shown = [j for j, s in enumerate(grid_src) if a <= s <= b]
+        assert all(mask[j] or mask[max(0, j - 2):j + 3].any() for j in shown), f"dissolve {a}..{b} missed"
+
+
+@pytest.mark.parametrize("make", [lambda: TransNetV2Detector(device="cpu"), lambda: CascadeDetector(device="cpu")])
+def test_cuts_and_the_dissolve_are_found(montage, make):
+    small, grid_src, truth = montage
+    _covered(transitions(make(), small), grid_src, truth)
+
+
+def test_cascade_runs_the_network_on_a_fraction_of_the_frames(montage):
+    small, _, _ = montage
+    det = CascadeDetector(device="cpu")
+    transitions(det, small)
+    assert det.frames_seen == len(small)
+    assert det.frames_judged < 0.5 * len(small)
+
+
+def test_adaptive_finds_the_cuts_but_not_necessarily_the_dissolve(montage):
+    small, grid_src, truth = montage
+    hit = set(grid_src[np.flatnonzero(transitions(AdaptiveDetector(16), small))].tolist())
+    for c in truth["cuts"]:
+        assert any(abs(h - c) <= 2 for h in hit)
+
+
+def test_shot_tracker_trims_at_transitions_only():
+    mask = np.zeros(100, bool)
+    mask[40:43] = True                      # a transition
+    t = ShotTracker(trim=4)
+    closed, open_ = t.update(mask[:60])
+    assert closed == [(0, 35)]              # start of file untrimmed, end trimmed by 4
+    assert open_ == (47, 55)                # provisional: 4 after the transition, 4 before the edge
+    closed, open_ = t.update(mask[60:])
+    assert closed == [] and open_ == (47, 95)
+    assert t.finish() == [(47, 99)]         # end of file untrimmed
+
+
+def test_open_shot_grows_only_forward():
+    rng = np.random.default_rng(1)
+    mask = rng.random(400) < 0.02
+    t = ShotTracker(trim=3)
+    seen_open = []
+    closed_all = []
+    for i in range(0, 400, 7):
+        closed, open_ = t.update(mask[i:i + 7])
+        closed_all += closed
+        if open_:
+            seen_open.append(open_)
+    closed_all += t.finish()
+    for a, b in seen_open:  # every provisional span lies inside the shot it became
+        assert any(ca == a and b <= cb for ca, cb in closed_all)
