@@ -108,15 +108,15 @@ def test_vfr_and_odd_sized_sources_make_exact_clips(bad_run):
 
 
 def test_a_clip_that_fails_verification_is_recorded_not_kept(tmp_path, monkeypatch):
-    from wandata import pipeline
+    from wandata import pipeline, stream
     from wandata.config import Settings
 
-    real_check = pipeline.check
+    real_check = stream.check
 
     def short_by_one(path, frames, w, h, fps):  # as if the encoder had dropped a frame
         return real_check(path, frames + 1, w, h, fps)
 
-    monkeypatch.setattr(pipeline, "check", short_by_one)
+    monkeypatch.setattr(stream, "check", short_by_one)
     raw = tmp_path / "raw"
     raw.mkdir()
     synth.write_video(raw / "a.mp4", synth.make_shots([100], photos=["rocket"]), None, 640, 368, 25)

@@ -1,7 +1,7 @@
 """The ingest chain for one source, and the local engine that runs it over many.
 
 ``process_source`` follows one file from path to clip rows:
-probe -> bucket -> one streaming pass (scan -> shots -> plan -> transcode) -> verify.
+probe -> bucket -> one streaming pass (scan -> shots -> plan -> transcode + verify).
 It is a plain function of (path, settings, dataset dir) so that any executor can
 run it; only the engine (``ingest``) writes the manifest, once per finished source.
 """
@@ -25,7 +25,6 @@ from .probe import probe
 from .records import DROPPED, FAILED, KEPT, ClipRecord, SourceRecord
 from .stream import ClipMaker
 from .transcode import cleanup_partials
-from .verify import check
 
 CLIPS_DIR = "clips"
 
@@ -87,6 +86,14 @@ def process_source(path: str, settings: Settings, dataset: Path,
         c.path = clip_path(w).relative_to(dataset).as_posix()
         if w in made.errors:
             c.status, c.reason = FAILED, made.errors[w]
+        else:
+            decoded, problem = made.verified[w]
+            c.verified_frames, c.verified_fps = decoded.frames, decoded.fps
+            c.verified_size = f"{decoded.width}x{decoded.height}"
+            c.decoded_digest = decoded.digest
+            if problem:
+                c.status, c.reason = FAILED, f"verification failed: {problem}"
+                clip_path(w).unlink(missing_ok=True)
         clips.append(c)
     for d in made.dropped:
         c = _clip_record(src, settings, fit, d.shot_index, -1, d.shot, origin)
@@ -99,18 +106,6 @@ def process_source(path: str, settings: Settings, dataset: Path,
         if old.name not in planned:
             old.unlink()
 
-    t = time.perf_counter()
-    for c in clips:
-        if c.status != KEPT or not c.path:
-            continue
-        decoded, problem = check(dataset / c.path, settings.frames, fit.width, fit.height, settings.fps)
-        c.verified_frames, c.verified_fps = decoded.frames, decoded.fps
-        c.verified_size = f"{decoded.width}x{decoded.height}"
-        c.decoded_digest = decoded.digest
-        if problem:
-            c.status, c.reason = FAILED, f"verification failed: {problem}"
-            (dataset / c.path).unlink(missing_ok=True)
-    timings["verify_s"] = time.perf_counter() - t
     if not any(c.status == KEPT for c in clips):
         # A damaged file that yields nothing failed; a healthy one with only short shots was curated out.
         src.status = FAILED if src.reason else DROPPED

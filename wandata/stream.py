@@ -22,6 +22,7 @@ from .plan import Window, shortfall_reason, window_starts
 from .scan import Timeline, grid_frames
 from .shots import ShotTracker, make_detector
 from .transcode import ClipWriter, Encoder, colour_args, to_bucket
+from .verify import check
 
 DETECT_BATCH = 32          # grid frames handed to the detector at once
 UNIFORM_MAX_SHOT_S = 120   # uniform mode buffers a whole shot: longer shots count as several
@@ -41,6 +42,7 @@ class Result:
     windows: list[Window] = field(default_factory=list)
     dropped: list[Dropped] = field(default_factory=list)
     errors: dict[Window, str] = field(default_factory=dict)
+    verified: dict[Window, tuple] = field(default_factory=dict)  # (Decoded, problem) per clip
 
 
 class ClipMaker:
@@ -56,7 +58,8 @@ class ClipMaker:
         self.pictures: dict[int, object] = {}
         self.emitted: dict[int, int] = {}  # open/closed shot start -> windows written
         self.colour: list[str] | None = None
-        self.encoder = Encoder(parallel=2)
+        self.encoder = Encoder(parallel=2, after=lambda p: check(p, settings.frames, fit.width,
+                                                                 fit.height, settings.fps))
         self.result = Result(Timeline())
 
     def run(self) -> Result:
@@ -77,6 +80,7 @@ class ClipMaker:
             for shot in self.tracker.finish():
                 self._close(shot)
             self.result.errors.update(self.encoder.join())
+            self.result.verified.update(self.encoder.results)
         except BaseException:
             self.encoder.abort()  # no half-written clip survives an error or Ctrl-C
             raise

@@ -117,14 +117,17 @@ class ClipWriter:
 
 class Encoder:
     """Writes clips in background threads, at most ``parallel`` at a time, so decoding goes on
-    while x264 works (pipe writes and the ffmpeg process do not hold Python's GIL)."""
+    while x264 works (pipe writes and the ffmpeg process do not hold Python's GIL). ``after``
+    runs on each finished clip in the same thread (verification), also overlapping decoding."""
 
-    def __init__(self, parallel: int = 2):
+    def __init__(self, parallel: int = 2, after=None):
         self.slots = threading.Semaphore(parallel)
         self.threads: list[threading.Thread] = []
         self.errors: dict[object, str] = {}
+        self.results: dict[object, object] = {}
         self.writers: dict[object, ClipWriter] = {}
         self.lock = threading.Lock()
+        self.after = after
 
     def submit(self, key, writer: ClipWriter, pictures: list[Picture]) -> None:
         self.slots.acquire()
@@ -133,7 +136,11 @@ class Encoder:
 
         def work():
             try:
-                writer.write_all(pictures)
+                path = writer.write_all(pictures)
+                if self.after:
+                    result = self.after(path)
+                    with self.lock:
+                        self.results[key] = result
             except Exception as e:  # noqa: BLE001 - recorded against the clip
                 with self.lock:
                     self.errors[key] = f"encoding failed: {e}"
