@@ -8,6 +8,7 @@ run it; only the engine (``ingest``) writes the manifest, once per finished sour
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 import unicodedata
@@ -40,7 +41,8 @@ def clip_dir(dataset: Path, src: SourceRecord) -> Path:
 
 
 def process_source(path: str, settings: Settings, dataset: Path,
-                   on_frame: Callable[[], None] | None = None) -> tuple[SourceRecord, list[ClipRecord]]:
+                   on_progress: Callable[[float], None] | None = None) -> tuple[SourceRecord, list[ClipRecord]]:
+    """``on_progress(fraction)`` is called now and then with how much of the source is done."""
     timings: dict[str, float] = {}
     t = time.perf_counter()
     src = probe(Path(path), settings.min_source_duration_s)
@@ -66,7 +68,14 @@ def process_source(path: str, settings: Settings, dataset: Path,
         return out_dir / f"{out_dir.name}_s{w.shot_index:03d}_w{w.window_index:02d}.mp4"
 
     t = time.perf_counter()
-    made = ClipMaker(path, settings, fit, src.rotation, clip_path, on_frame).run()
+    expected, done = max(1.0, src.duration_s * settings.fps), [0]
+
+    def tick() -> None:
+        done[0] += 1
+        if on_progress and done[0] % 16 == 0:
+            on_progress(min(1.0, done[0] / expected))
+
+    made = ClipMaker(path, settings, fit, src.rotation, clip_path, tick).run()
     timings["stream_s"] = time.perf_counter() - t
     tl = made.timeline
     if not tl.times:
@@ -179,7 +188,11 @@ def ingest(sources: list[str | Path], dataset: Path, settings: Settings, progres
     seen_hashes = {s.content_hash: s.path for s in manifest.sources.values()
                    if s.content_hash and s.path not in todo and s.status == KEPT}
 
-    bar = tqdm(total=len(todo), unit="src", desc="ingest", disable=not progress, dynamic_ncols=True)
+    # Progress in megabytes of source: smooth within a long file, fair across files.
+    sizes = {f: os.path.getsize(f) / 1e6 for f in todo}
+    bar = tqdm(total=sum(sizes.values()), unit="MB", desc="ingest", disable=not progress,
+               dynamic_ncols=True, bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} MB [{elapsed}<{remaining}{postfix}]")
+    finished = [0.0]
 
     def record(src: SourceRecord, clips: list[ClipRecord]) -> None:
         if src.status == KEPT and src.content_hash in seen_hashes and seen_hashes[src.content_hash] != src.path:
@@ -195,19 +208,27 @@ def ingest(sources: list[str | Path], dataset: Path, settings: Settings, progres
         manifest.save()
         summary.processed += 1
         kept = sum(c.status == KEPT for c in clips)
-        bar.set_postfix_str(f"{Path(src.path).name[:30]}: {kept} clips", refresh=False)
-        bar.update(1)
+        finished[0] += sizes[src.path]
+        bar.n = finished[0]
+        bar.set_postfix_str(f"{summary.processed}/{len(todo)} files, last: {kept} clips")
+
+    def within(path: str):
+        def show(fraction: float) -> None:
+            bar.n = finished[0] + fraction * sizes[path]
+            bar.refresh()
+        return show
 
     try:
         if settings.workers <= 1 or len(todo) <= 1:
             for f in todo:
                 bar.set_description(f"ingest {Path(f).name[:24]}")
-                record(*_safe_process(f, settings, dataset))
+                record(*_safe_process(f, settings, dataset, within(f)))
         else:
             with ProcessPoolExecutor(settings.workers, mp_context=_spawn()) as pool:
                 futures = [pool.submit(_safe_process, f, settings, dataset) for f in todo]
                 for fut in as_completed(futures):
                     record(*fut.result())
+        bar.n = bar.total
     finally:
         bar.close()
         cleanup_partials(dataset / CLIPS_DIR)
@@ -215,10 +236,10 @@ def ingest(sources: list[str | Path], dataset: Path, settings: Settings, progres
     return summarize(manifest, summary)
 
 
-def _safe_process(path: str, settings: Settings, dataset: Path):
+def _safe_process(path: str, settings: Settings, dataset: Path, on_progress=None):
     """Any unexpected error is recorded against the file; the run goes on."""
     try:
-        return process_source(path, settings, dataset)
+        return process_source(path, settings, dataset, on_progress)
     except KeyboardInterrupt:
         raise
     except Exception as e:  # noqa: BLE001 - one bad file must not end the run
