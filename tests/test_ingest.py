@@ -140,3 +140,52 @@ def test_rerun_skips_finished_sources(sample_dataset):
     assert summary.processed == 0 and summary.skipped == 4
     after = {c.path: (sample_dataset / c.path).stat().st_mtime_ns for c in kept(sample_dataset)}
     assert before == after
+
+
+@pytest.mark.parametrize("mode,expected", [("head", 1), ("chunk", 3), ("uniform", 2)])
+def test_window_modes_end_to_end(tmp_path, mode, expected):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    # one 7 s shot: 112 grid frames hold three 33-frame windows back to back
+    synth.write_video(raw / "long.mp4", synth.make_shots([175], photos=["coffee"]), None, 640, 368, 25)
+    out = tmp_path / "ds"
+    ingest([raw], out, Settings(frames=33, buckets=SMALL, detector="none", min_source_scale=0.5,
+                                mode=mode, windows_per_shot=2), progress=False)
+    clips = kept(out)
+    assert len(clips) == expected
+    starts = sorted(c.start_s for c in clips)
+    assert all(b - a >= 33 / 16 - 1e-9 for a, b in zip(starts, starts[1:]))  # never overlapping
+    for c in clips:
+        assert len(decode(out / c.path)[0]) == 33
+
+
+def test_videos_are_found_by_content_not_only_by_extension(tmp_path):
+    from wandata.discover import discover
+
+    raw = tmp_path / "raw"
+    (raw / "sub" / ".hidden").mkdir(parents=True)
+    synth.write_video(raw / "sub" / "c.mp4", synth.make_shots([20]), None, 320, 192, 25)
+    (raw / "sub" / "c.mp4").rename(raw / "sub" / "clip_without_extension")
+    synth.write_video(raw / "sub" / ".hidden" / "skipped.mp4", synth.make_shots([20]), None, 320, 192, 25)
+    (raw / "notes.txt").write_text("hello")
+    (raw / "broken.mov").write_bytes(b"not really a movie")
+    names = [p.name for p in discover([raw])]
+    assert names == ["broken.mov", "clip_without_extension"]
+
+
+def test_config_show_prints_every_default_and_reads_a_toml_file(tmp_path):
+    from click.testing import CliRunner
+
+    from wandata.cli import main
+
+    out = CliRunner().invoke(main, ["config", "show"])
+    assert out.exit_code == 0
+    shown = json.loads(out.output)
+    assert shown["frames"] == 81 and shown["fps"] == 16.0 and shown["buckets"] == ["832x480", "480x832"]
+    toml = CliRunner().invoke(main, ["config", "show", "--toml"]).output
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(toml.replace("frames = 81", "frames = 49"))
+    again = json.loads(CliRunner().invoke(main, ["config", "show", "--config", str(cfg)]).output)
+    assert again["frames"] == 49
+    bad = CliRunner().invoke(main, ["ingest", str(tmp_path), "--frames", "80"])
+    assert bad.exit_code == 2 and "4k+1" in bad.output
