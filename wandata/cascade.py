@@ -88,15 +88,14 @@ def classify(small: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return cut, unsure
 
 
-class _CascadeStream:
-    """Keeps the small frames of the undecided tail; decides a prefix whenever enough
-    frames follow it for both the local levels and TransNetV2's context."""
+class _Buffered:
+    """A detector stream that keeps the small frames of its undecided tail (plus the history
+    its rules look back on) and decides a prefix whenever ``LAG`` frames follow it."""
 
-    LAG = MEDIAN_HALF + PAD + TransNetV2Detector.CONTEXT + 2
+    LAG = 0
 
-    def __init__(self, det: CascadeDetector):
-        self.det = det
-        self.frames: list[np.ndarray] = []  # from index self.base on
+    def __init__(self):
+        self.frames: list[np.ndarray] = []  # from absolute index self.base on
         self.base = 0
         self.done = 0       # frames with a verdict
         self.total = 0
@@ -108,6 +107,25 @@ class _CascadeStream:
 
     def flush(self):
         return self._decide(self.total)
+
+    def _forget_before(self, index: int) -> None:
+        drop = max(0, index - self.base)
+        self.frames = self.frames[drop:]
+        self.base += drop
+
+    def _decide(self, upto: int) -> np.ndarray:
+        raise NotImplementedError
+
+
+class _CascadeStream(_Buffered):
+    """Decides a prefix whenever enough frames follow it for both the local levels and
+    TransNetV2's context."""
+
+    LAG = MEDIAN_HALF + PAD + TransNetV2Detector.CONTEXT + 2
+
+    def __init__(self, det: CascadeDetector):
+        super().__init__()
+        self.det = det
 
     def _decide(self, upto: int) -> np.ndarray:
         if upto <= self.done:
@@ -128,9 +146,7 @@ class _CascadeStream:
             mask[a:b] |= self._judge(f, lo + a, lo + b)
         self.det.frames_seen += hi - lo
         self.done = self.base + hi
-        keep_from = max(0, hi - MEDIAN_HALF - PAD - TransNetV2Detector.CONTEXT - 4)
-        self.frames = self.frames[keep_from:]
-        self.base += keep_from
+        self._forget_before(self.done - MEDIAN_HALF - PAD - TransNetV2Detector.CONTEXT - 4)
         return mask
 
     def _judge(self, f: np.ndarray, a: int, b: int) -> np.ndarray:
@@ -153,20 +169,8 @@ class CutRule:
         return _CutStream()
 
 
-class _CutStream:
+class _CutStream(_Buffered):
     LAG = MEDIAN_HALF + 2
-
-    def __init__(self):
-        self.frames: list[np.ndarray] = []
-        self.base = self.done = self.total = 0
-
-    def push(self, small):
-        self.frames.extend(small)
-        self.total += len(small)
-        return self._decide(self.total - self.LAG)
-
-    def flush(self):
-        return self._decide(self.total)
 
     def _decide(self, upto: int) -> np.ndarray:
         if upto <= self.done:
@@ -174,9 +178,7 @@ class _CutStream:
         cut, _ = classify(np.stack(self.frames))
         out = cut[self.done - self.base:upto - self.base]
         self.done = upto
-        keep_from = max(0, upto - self.base - MEDIAN_HALF - 4)
-        self.frames = self.frames[keep_from:]
-        self.base += keep_from
+        self._forget_before(upto - MEDIAN_HALF - 4)
         return out
 
 
