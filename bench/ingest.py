@@ -325,6 +325,15 @@ def bench_one(name: str, args, settings: Settings, engine: str | None, work: Pat
         shutil.rmtree(work / f"dataset_{name}", ignore_errors=True)
         runs.append(run_wandata(src, work / f"dataset_{name}", args.detector, engine))
     w = runs[-1]
+    local_s = None
+    if engine and engine != "local":
+        # The same footage through the local engine, so that the other engine's cost shows.
+        print(f"  {name}: wandata --engine local x{args.repeat} ...", flush=True)
+        local = []
+        for i in range(args.repeat):
+            shutil.rmtree(work / f"dataset_{name}_local", ignore_errors=True)
+            local.append(run_wandata(src, work / f"dataset_{name}_local", args.detector, "local")["seconds"])
+        local_s = round(statistics.median(local), 2)
     row.wandata_s = statistics.median(r["seconds"] for r in runs)
     row.clips = len(w["clips"])
     row.output_frames = sum(r["verified_frames"] for r in w["clip_rows"])
@@ -343,7 +352,8 @@ def bench_one(name: str, args, settings: Settings, engine: str | None, work: Pat
         "wandata": {"argv": w["argv"], "clips_in_summary": w["summary"]["clips"],
                     "all_seconds": [round(r["seconds"], 2) for r in runs],
                     "stages_s": w["stages"], "summary_seconds": w["summary"]["seconds"],
-                    "startup_and_model_load_s": load_s},
+                    "startup_and_model_load_s": load_s,
+                    "engine": engine or "local", "local_engine_s": local_s},
         "hand": h,
         "clip_check": clip_check(truth, w["clip_rows"], settings.frames, settings.fps),
     }
@@ -396,6 +406,9 @@ def print_report(rows: list[Row], notes: list[str]) -> None:
         load = w["startup_and_model_load_s"]
         print(f"  wandata = {r.wandata_s:.1f} s wall (stages: {stages} s)"
               + (f"; start-up + model load alone: {load:.1f} s" if load is not None else ""))
+        if w.get("local_engine_s") is not None:
+            print(f"  engine  = {w['engine']} {r.wandata_s:.1f} s ({r.fps_of(r.wandata_s):.0f} src fps), "
+                  f"local {w['local_engine_s']:.1f} s ({r.fps_of(w['local_engine_s']):.0f} src fps), same footage")
         print(f"  hand    = split-video {h['split_s']:.1f} s ({h['pieces']} pieces) + resize {h['resize_s']:.1f} s"
               f" -> {h['output_frames']} frames, whole scenes, not cut into {r.output_frames // max(r.clips, 1)}-frame clips")
         print(f"  clips   = {r.clips} written, {c['possible']} fit in the true shots, "

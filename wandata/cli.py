@@ -9,6 +9,7 @@ import click
 
 from . import __version__
 from .config import DETECTORS, MODES, SettingsError, load_settings, parse_bucket
+from .engine import ENGINES, EngineError, make_engine
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_FAILURES = 0, 1, 2, 3
 
@@ -56,12 +57,17 @@ def main():
 @click.option("--preset", help="x264 preset (default medium).")
 @click.option("--device", help="Device for the shot model: auto, cpu, cuda.")
 @click.option("--workers", type=int, help="Sources processed in parallel (default 1).")
+@click.option("--engine", type=click.Choice(ENGINES), default="local", show_default=True,
+              help="Where sources are processed: local (this machine, --workers processes) or ray "
+                   "(one Ray task per source; pip install 'wandata[ray]'; see docs/ray.md).")
+@click.option("--ray-address", help="Ray cluster for --engine ray: auto (the running cluster) or "
+                                    "ray://HOST:10001; default: RAY_ADDRESS, else a local Ray runtime.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--captioner", help="Caption the kept clips with this captioner after ingesting (see `wandata caption`).")
 @click.option("--caption-opt", "caption_opts", multiple=True, metavar="KEY=VALUE",
               help="Option for --captioner (and prefix, suffix, trigger, max_chars); repeat for several.")
-def ingest(sources, dataset, config, as_json, quiet, captioner, caption_opts, **flags):
+def ingest(sources, dataset, config, as_json, quiet, captioner, caption_opts, engine, ray_address, **flags):
     """Cut SOURCES (files or folders) into verified Wan clips in the dataset directory.
 
     Every source and clip gets a manifest row with its status and, if it was not
@@ -72,12 +78,16 @@ def ingest(sources, dataset, config, as_json, quiet, captioner, caption_opts, **
     from .pipeline import ingest as run_ingest
 
     settings = _settings(config, **flags)
+    try:
+        engine = make_engine(engine, settings.workers, ray_address)
+    except EngineError as e:
+        raise click.UsageError(str(e)) from None
     if captioner:
         from .cli_caption import caption_after_ingest, check_caption_step
         caption_opts = check_caption_step(captioner, caption_opts)
     try:
-        summary = run_ingest(list(sources), dataset, settings, progress=not quiet and not as_json)
-    except (FileNotFoundError, PermissionError) as e:
+        summary = run_ingest(list(sources), dataset, settings, progress=not quiet and not as_json, engine=engine)
+    except (FileNotFoundError, PermissionError, EngineError) as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(EXIT_ERROR)
     if captioner:  # the summary's to_dict() carries it into --json
@@ -133,6 +143,10 @@ main.add_command(captions)
 from .cli_train import train, validate  # noqa: E402
 main.add_command(train)
 main.add_command(validate)
+
+from .cli_quality import plan, report  # noqa: E402
+main.add_command(plan)
+main.add_command(report)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,10 @@ else:  # pragma: no cover
 
 MODES = ("head", "chunk", "uniform")
 DETECTORS = ("auto", "transnetv2", "cascade", "adaptive", "none")
+# Quality filters (wandata/quality.py, docs/quality.md). "fast" is off by default: very fast
+# motion is flagged on the kept clip rather than dropped, since action footage is often wanted.
+FILTERS = ("static", "fast", "blur", "dark", "bright", "flat", "text", "duplicate")
+DEFAULT_FILTERS = ("static", "blur", "dark", "bright", "flat", "text", "duplicate")
 
 
 class SettingsError(ValueError):
@@ -50,15 +54,34 @@ class Settings:
     crf: int = 18
     preset: str = "medium"
     workers: int = 1
+    # Quality filters: a window failing an enabled filter is dropped before it is encoded; one
+    # failing a disabled filter is kept with a flag. Defaults are justified in docs/quality.md.
+    filters: tuple[str, ...] = DEFAULT_FILTERS
+    min_motion: float = 0.2        # % of frame width per second (optical flow)
+    max_motion: float = 40.0
+    min_sharpness: float = 15.0    # variance of the Laplacian of luma at 320 px width
+    min_brightness: float = 25.0   # mean luma, 0-255 code values
+    max_brightness: float = 230.0
+    min_contrast: float = 10.0     # standard deviation of luma
+    max_text: float = 0.02         # fraction of the frame covered by static text-like regions
+    max_duplicate_distance: int = 6   # of 64 perceptual-hash bits
+    # Black bars: rows/columns whose brightest pixel stays below this luma in every sample.
+    border_luma: int = 32
+    crop_borders: bool = True
 
     # Settings that change a clip's pixels or timing; the rest (device, workers) do not.
     OUTPUT_KEYS = (
         "frames", "fps", "buckets", "size_multiple", "mode", "windows_per_shot", "detector",
         "threshold", "boundary_trim_s", "min_source_scale", "min_source_duration_s", "crf", "preset",
+        "filters", "min_motion", "max_motion", "min_sharpness", "min_brightness", "max_brightness",
+        "min_contrast", "max_text", "max_duplicate_distance", "border_luma", "crop_borders",
     )
 
     def __post_init__(self):
         object.__setattr__(self, "buckets", tuple(tuple(int(v) for v in b) for b in self.buckets))
+        if isinstance(self.filters, str):  # "static,blur" from a flag or a TOML string
+            object.__setattr__(self, "filters", tuple(f for f in self.filters.split(",") if f.strip()))
+        object.__setattr__(self, "filters", tuple(f.strip() for f in self.filters))
         self.validate()
 
     def validate(self) -> None:
@@ -88,6 +111,9 @@ class Settings:
             raise SettingsError("boundary_trim_s must be >= 0")
         if self.workers < 1:
             raise SettingsError("workers must be at least 1")
+        unknown = sorted(set(self.filters) - set(FILTERS))
+        if unknown:
+            raise SettingsError(f"filters: unknown {', '.join(unknown)}; choose from {', '.join(FILTERS)}")
 
     @property
     def window_s(self) -> float:

@@ -1,9 +1,11 @@
-"""The ingest chain for one source, and the local engine that runs it over many.
+"""The ingest chain for one source, and the run over many (discovery, resume, the manifest).
 
 ``process_source`` follows one file from path to clip rows:
 probe -> bucket -> one streaming pass (scan -> shots -> plan -> transcode + verify).
-It is a plain function of (path, settings, dataset dir) so that any executor can
-run it; only the engine (``ingest``) writes the manifest, once per finished source.
+It is a plain function of (path, settings, dataset dir) so that any engine
+(``wandata.engine``: local processes or Ray tasks) can run it. ``ingest`` finds the
+sources, skips finished ones, hands the rest to the engine and is the only writer
+of the manifest, once per finished source.
 """
 from __future__ import annotations
 
@@ -12,14 +14,18 @@ import os
 import re
 import time
 import unicodedata
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import closing
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
+from . import borders
 from . import bucket as bucket_mod
+from . import quality
 from .config import Settings
 from .discover import discover
+from .engine import LocalEngine
 from .manifest import Manifest
 from .plan import Window
 from .probe import probe
@@ -41,8 +47,11 @@ def clip_dir(dataset: Path, src: SourceRecord) -> Path:
 
 
 def process_source(path: str, settings: Settings, dataset: Path,
-                   on_progress: Callable[[float], None] | None = None) -> tuple[SourceRecord, list[ClipRecord]]:
-    """``on_progress(fraction)`` is called now and then with how much of the source is done."""
+                   on_progress: Callable[[float], None] | None = None,
+                   dry_run: bool = False) -> tuple[SourceRecord, list[ClipRecord]]:
+    """``on_progress(fraction)`` is called now and then with how much of the source is done.
+    ``dry_run``: decode, detect, plan and score as usual but encode and delete nothing; kept
+    windows come back as the clips that would be written (``wandata plan``)."""
     timings: dict[str, float] = {}
     t = time.perf_counter()
     src = probe(Path(path), settings.min_source_duration_s)
@@ -53,10 +62,17 @@ def process_source(path: str, settings: Settings, dataset: Path,
     if src.status != KEPT:
         return _done(src, [], timings)
 
-    fit = bucket_mod.fit(src.display_width, src.display_height, settings.buckets)
+    t = time.perf_counter()
+    box = (borders.detect(path, src.rotation, src.duration_s, settings.border_luma)
+           if settings.crop_borders else None)
+    src.crop = list(box) if box else []
+    timings["borders_s"] = time.perf_counter() - t
+    fit = bucket_mod.fit(src.display_width, src.display_height, settings.buckets, box)
     if fit.scale > 1 / settings.min_source_scale:
+        cw, ch = (box[2], box[3]) if box else (src.display_width, src.display_height)
+        inside = " inside its black bars" if box else ""
         src.status = DROPPED
-        src.reason = (f"source is {src.display_width}x{src.display_height}; filling the "
+        src.reason = (f"source is {cw}x{ch}{inside}; filling the "
                       f"{fit.name} bucket would upscale it {fit.scale:.2f}x (limit "
                       f"{1 / settings.min_source_scale:.2f}x from --min-source-scale "
                       f"{settings.min_source_scale}); lower --min-source-scale to keep it")
@@ -75,7 +91,9 @@ def process_source(path: str, settings: Settings, dataset: Path,
         if on_progress and done[0] % 16 == 0:
             on_progress(min(1.0, done[0] / expected))
 
-    made = ClipMaker(path, settings, fit, src.rotation, clip_path, tick).run()
+    maker = ClipMaker(path, settings, fit, src.rotation, clip_path, tick)
+    maker.encode = not dry_run
+    made = maker.run()
     timings["stream_s"] = time.perf_counter() - t
     tl = made.timeline
     if not tl.times:
@@ -93,7 +111,13 @@ def process_source(path: str, settings: Settings, dataset: Path,
         c.start_s, c.end_s = origin + w.start / fps, origin + (w.start + w.n) / fps
         c.src_frames = [tl.grid_src[j] for j in w.frames]
         c.path = clip_path(w).relative_to(dataset).as_posix()
-        if w in made.errors:
+        scores, drop, c.flags = made.scores[w]
+        quality.copy_scores(scores, c)
+        if drop:
+            c.status, c.reason, c.path = DROPPED, drop, ""
+        elif dry_run:
+            pass  # would be written
+        elif w in made.errors:
             c.status, c.reason = FAILED, made.errors[w]
         else:
             decoded, problem = made.verified[w]
@@ -111,15 +135,17 @@ def process_source(path: str, settings: Settings, dataset: Path,
     clips.sort(key=lambda c: (c.shot_index, c.window_index))
     # Files of an earlier run of this source that this plan did not produce are stale.
     planned = {Path(c.path).name for c in clips if c.path}
-    for old in (out_dir.iterdir() if out_dir.exists() else []):
+    for old in (out_dir.iterdir() if out_dir.exists() and not dry_run else []):
         if old.name not in planned:
             old.unlink()
 
     if not any(c.status == KEPT for c in clips):
         # A damaged file that yields nothing failed; a healthy one with only short shots was curated out.
         src.status = FAILED if src.reason else DROPPED
-        src.reason = src.reason or ("no shot is long enough for one clip; see the dropped clip rows "
-                                    "for each shot's length")
+        filtered = any(c.status == DROPPED and c.window_index >= 0 for c in clips)
+        src.reason = src.reason or (
+            "every clip was dropped by the quality filters; see the clip rows' reasons" if filtered
+            else "no shot is long enough for one clip; see the dropped clip rows for each shot's length")
     return _done(src, clips, timings)
 
 
@@ -141,7 +167,7 @@ def _done(src, clips, timings):
     return src, clips
 
 
-# ---------------------------------------------------------------- the local engine
+# ---------------------------------------------------------------- the run over many sources
 
 
 @dataclass
@@ -173,7 +199,9 @@ def summarize(manifest: Manifest, summary: Summary) -> Summary:
     return summary
 
 
-def ingest(sources: list[str | Path], dataset: Path, settings: Settings, progress: bool = True) -> Summary:
+def ingest(sources: list[str | Path], dataset: Path, settings: Settings, progress: bool = True,
+           engine=None) -> Summary:
+    """``engine``: a ``wandata.engine`` engine; default the local one with ``settings.workers``."""
     from tqdm import tqdm
 
     t0 = time.perf_counter()
@@ -213,43 +241,46 @@ def ingest(sources: list[str | Path], dataset: Path, settings: Settings, progres
         bar.set_postfix_str(f"{summary.processed}/{len(todo)} files, last: {kept} clips")
 
     def within(path: str):
+        bar.set_description(f"ingest {Path(path).name[:24]}")
+
         def show(fraction: float) -> None:
             bar.n = finished[0] + fraction * sizes[path]
             bar.refresh()
         return show
 
+    engine = engine or LocalEngine(settings.workers)
+    # Workers may run elsewhere (a Ray node): give them the absolute dataset path.
+    job = partial(process_source, settings=settings, dataset=dataset.resolve())
+    failed = partial(failed_record, settings=settings)
     try:
-        if settings.workers <= 1 or len(todo) <= 1:
-            for f in todo:
-                bar.set_description(f"ingest {Path(f).name[:24]}")
-                record(*_safe_process(f, settings, dataset, within(f)))
-        else:
-            with ProcessPoolExecutor(settings.workers, mp_context=_spawn()) as pool:
-                futures = [pool.submit(_safe_process, f, settings, dataset) for f in todo]
-                for fut in as_completed(futures):
-                    record(*fut.result())
+        # closing(): on Ctrl-C or an error the engine cancels the work nobody will record.
+        with closing(engine.results(job, failed, todo, gpu=gpu_wanted(settings), progress_for=within)) as results:
+            for src, clips in results:
+                record(src, clips)
         bar.n = bar.total
     finally:
         bar.close()
         cleanup_partials(dataset / CLIPS_DIR)
+    if "duplicate" in settings.filters and summary.processed:
+        quality.drop_duplicates(manifest, dataset, settings)
     summary.seconds = round(time.perf_counter() - t0, 2)
     return summarize(manifest, summary)
 
 
-def _safe_process(path: str, settings: Settings, dataset: Path, on_progress=None):
-    """Any unexpected error is recorded against the file; the run goes on."""
-    try:
-        return process_source(path, settings, dataset, on_progress)
-    except KeyboardInterrupt:
-        raise
-    except Exception as e:  # noqa: BLE001 - one bad file must not end the run
-        src = SourceRecord(path=path, status=FAILED, settings_fingerprint=settings.fingerprint(),
-                           reason=f"unexpected error while processing ({type(e).__name__}: {e}); "
-                                  "please report it with this file")
-        return src, []
+def failed_record(path: str, error: BaseException, settings: Settings) -> tuple[SourceRecord, list[ClipRecord]]:
+    """The verdict on a source whose processing raised: recorded against the file, the run goes on."""
+    detail = (str(error).strip().splitlines() or [""])[0]  # a reason for people, not a traceback
+    src = SourceRecord(path=path, status=FAILED, settings_fingerprint=settings.fingerprint(),
+                       reason=f"unexpected error while processing ({type(error).__name__}: {detail}); "
+                              "please report it with this file")
+    return src, []
 
 
-def _spawn():
-    import multiprocessing
-    return multiprocessing.get_context("spawn")
-
+def gpu_wanted(settings: Settings) -> bool | None:
+    """Whether a source's job needs a GPU: True, False, or None for "one if there is one".
+    Only the shot model uses it; the adaptive and none detectors never load it."""
+    if settings.detector in ("adaptive", "none"):
+        return False
+    if settings.device == "auto":
+        return None
+    return settings.device.startswith("cuda")

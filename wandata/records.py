@@ -35,6 +35,7 @@ class SourceRecord:
     num_frames: int = 0
     has_audio: bool = False
     shots: list[list[float]] = field(default_factory=list)  # [start_s, end_s) usable spans
+    crop: list[int] = field(default_factory=list)  # black bars cut off: [x, y, w, h] displayed; [] none
     detector: str = ""
     settings_fingerprint: str = ""
     settings_json: str = ""
@@ -76,6 +77,14 @@ class ClipRecord:
     caption: str = ""
     captioner: str = ""
     settings_fingerprint: str = ""
+    # Quality scores (wandata/quality.py); -1 where not measured (a dropped short shot).
+    motion: float = -1.0         # optical-flow speed, % of frame width per second
+    sharpness: float = -1.0      # variance of the Laplacian of luma at 320 px width
+    brightness: float = -1.0     # mean luma
+    contrast: float = -1.0       # standard deviation of luma
+    text: float = -1.0           # fraction of the frame covered by static text-like regions
+    phash: list[str] = field(default_factory=list)  # perceptual hashes of sampled frames
+    flags: list[str] = field(default_factory=list)  # failed tests of disabled filters
 
     kind = "clip"
 

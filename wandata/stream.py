@@ -16,6 +16,7 @@ from typing import Callable
 
 import numpy as np
 
+from . import quality
 from .bucket import Fit
 from .config import Settings
 from .plan import Window, shortfall_reason, window_starts
@@ -43,9 +44,12 @@ class Result:
     dropped: list[Dropped] = field(default_factory=list)
     errors: dict[Window, str] = field(default_factory=dict)
     verified: dict[Window, tuple] = field(default_factory=dict)  # (Decoded, problem) per clip
+    scores: dict[Window, tuple] = field(default_factory=dict)    # (Scores, drop reason, flags)
 
 
 class ClipMaker:
+    encode = True  # False for a dry run: windows are planned and scored, nothing is written
+
     def __init__(self, path: str, settings: Settings, fit: Fit, rotation: int,
                  clip_path: Callable[[Window], Path], on_frame: Callable[[], None] | None = None):
         self.path, self.s, self.fit, self.rotation = path, settings, fit, rotation
@@ -118,9 +122,14 @@ class ClipMaker:
         for wi, start in enumerate(starts[done:], start=done):
             w = Window(index, wi, start, self.s.frames)
             self.result.windows.append(w)
+            pictures = [self.pictures[j] for j in w.frames]
+            scores = quality.score(pictures, self.s.fps)
+            self.result.scores[w] = (scores, *quality.verdict(scores, self.s))
+            if self.result.scores[w][1] or not self.encode:
+                continue  # filtered out (not worth an encode), or a dry run
             writer = ClipWriter(self.clip_path(w), self.fit, self.s.fps, self.s.crf, self.s.preset,
                                 self.colour or [])
-            self.encoder.submit(w, writer, [self.pictures[j] for j in w.frames])
+            self.encoder.submit(w, writer, pictures)
         self.emitted[shot[0]] = max(done, len(starts))
 
     def _evict(self) -> None:

@@ -56,10 +56,11 @@ class Picture:
 def to_bucket(frame: av.VideoFrame, fit: Fit, rotation: int) -> Picture:
     """Scale to cover, turn upright, centre-crop: a picture of the bucket's exact size."""
     sw, sh = (fit.scaled_h, fit.scaled_w) if rotation in (90, 270) else (fit.scaled_w, fit.scaled_h)
-    a = frame.to_ndarray(width=sw, height=sh, format="yuv420p", interpolation="AREA")
-    planes = [a[:sh].reshape(sh, sw),
-              a[sh:sh + sh // 4].reshape(sh // 2, sw // 2),
-              a[sh + sh // 4:].reshape(sh // 2, sw // 2)]
+    a = frame.to_ndarray(width=sw, height=sh, format="yuv420p", interpolation="AREA").reshape(-1)
+    # Split by element count: when sh / 2 is odd a chroma plane does not end on a row of ``a``.
+    n, c = sh * sw, (sh // 2) * (sw // 2)
+    planes = [a[:n].reshape(sh, sw), a[n:n + c].reshape(sh // 2, sw // 2),
+              a[n + c:n + 2 * c].reshape(sh // 2, sw // 2)]
     if rotation:
         planes = [np.rot90(p, k=-rotation // 90) for p in planes]  # rotation is clockwise
     cx, cy = fit.crop_x, fit.crop_y  # even, so the chroma planes crop on the same pixels
