@@ -189,3 +189,21 @@ def test_config_show_prints_every_default_and_reads_a_toml_file(tmp_path):
     assert again["frames"] == 49
     bad = CliRunner().invoke(main, ["ingest", str(tmp_path), "--frames", "80"])
     assert bad.exit_code == 2 and "4k+1" in bad.output
+
+
+def test_ingest_dry_run_is_the_plan_and_writes_nothing(tmp_path):
+    from click.testing import CliRunner
+
+    from wandata.cli import main
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    synth.write_video(raw / "a.mp4", synth.make_shots([100, 60], photos=["rocket", "coins"]), None, 640, 368, 25)
+    args = [str(raw), "-o", str(tmp_path / "ds"), "--frames", "33", "--bucket", "416x240",
+            "--detector", "adaptive", "--min-source-scale", "0.5", "--json"]
+    dry = CliRunner().invoke(main, ["ingest", "--dry-run", *args])
+    plan = CliRunner().invoke(main, ["plan", *args])
+    assert dry.exit_code == 0 and plan.exit_code == 0
+    assert json.loads(dry.output)["totals"] == json.loads(plan.output)["totals"]
+    assert json.loads(dry.output)["totals"]["clips"].get("kept", 0) >= 1
+    assert not (tmp_path / "ds" / "clips").exists() and not (tmp_path / "ds" / "manifest.parquet").exists()

@@ -67,7 +67,10 @@ def main():
 @click.option("--captioner", help="Caption the kept clips with this captioner after ingesting (see `wandata caption`).")
 @click.option("--caption-opt", "caption_opts", multiple=True, metavar="KEY=VALUE",
               help="Option for --captioner (and prefix, suffix, trigger, max_chars); repeat for several.")
-def ingest(sources, dataset, config, as_json, quiet, captioner, caption_opts, engine, ray_address, **flags):
+@click.option("--dry-run", is_flag=True, help="Write nothing: show what would be produced (same as `wandata plan`).")
+@click.pass_context
+def ingest(ctx, sources, dataset, config, as_json, quiet, captioner, caption_opts, engine, ray_address,
+           dry_run, **flags):
     """Cut SOURCES (files or folders) into verified Wan clips in the dataset directory.
 
     Every source and clip gets a manifest row with its status and, if it was not
@@ -76,6 +79,11 @@ def ingest(sources, dataset, config, as_json, quiet, captioner, caption_opts, en
     1 the run itself failed, 2 bad usage.
     """
     from .pipeline import ingest as run_ingest
+
+    if dry_run:
+        from .cli_quality import plan
+        return ctx.invoke(plan, sources=sources, dataset=dataset, config=config, as_json=as_json,
+                          **flags)
 
     settings = _settings(config, **flags)
     try:
