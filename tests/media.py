@@ -63,3 +63,15 @@ def write_barcode_video(path: Path, n: int, width: int, height: int, fps=None, *
             c.mux(s.encode(f))
         c.mux(s.encode(None))
     return pts_s
+
+
+def dataset_state(out: Path):
+    """A dataset's manifest rows (timings left out) and clip files, in a stable order: what two
+    runs that should agree are compared on (each clip row carries its decoded-picture digest)."""
+    from wandata.manifest import read_table
+
+    rows = read_table(out).to_pylist()
+    for r in rows:
+        r.pop("timings_json")
+    files = sorted(p.relative_to(out).as_posix() for p in (out / "clips").rglob("*") if p.is_file())
+    return sorted(rows, key=lambda r: (r["kind"], r["path"])), files

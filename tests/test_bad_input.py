@@ -1,13 +1,9 @@
 """Bad input never crashes a run: each file gets a verdict with a reason a user can act on."""
 import json
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import av
-import numpy as np
 import pytest
 
 from wandata import synth

@@ -13,10 +13,11 @@ ray = pytest.importorskip("ray")
 from wandata import synth  # noqa: E402
 from wandata.config import Settings  # noqa: E402
 from wandata.engine import LocalEngine, RayEngine  # noqa: E402
-from wandata.manifest import Manifest, read_table  # noqa: E402
+from wandata.manifest import Manifest  # noqa: E402
 from wandata.pipeline import ingest  # noqa: E402
 
 from .conftest import SAMPLE  # noqa: E402
+from .media import dataset_state  # noqa: E402
 
 SETTINGS = Settings(frames=33, buckets=((416, 240),), detector="adaptive", min_source_scale=0.5,
                     preset="veryfast")
@@ -45,19 +46,11 @@ def ray_runtime():
     ray.shutdown()
 
 
-def _state(out: Path):
-    rows = read_table(out).to_pylist()
-    for r in rows:
-        r.pop("timings_json")
-    files = sorted(p.relative_to(out).as_posix() for p in (out / "clips").rglob("*") if p.is_file())
-    return sorted(rows, key=lambda r: (r["kind"], r["path"])), files
-
-
 @pytest.fixture(scope="module")
 def reference(raw, tmp_path_factory):
     out = tmp_path_factory.mktemp("local") / "ds"
     ingest([raw], out, SETTINGS, progress=False, engine=LocalEngine())
-    rows, files = _state(out)
+    rows, files = dataset_state(out)
     kept = [r for r in rows if r["kind"] == "clip" and r["status"] == "kept"]
     assert len(kept) >= 3 and all(r["decoded_digest"] for r in kept)
     return rows, files
@@ -69,14 +62,14 @@ def test_ray_engine_from_the_cli_matches_the_local_engine(raw, reference, ray_ru
     run = subprocess.run([sys.executable, "-m", "wandata.cli", "ingest", str(raw), "-o", str(out), *ARGS,
                           "--engine", "ray", "--ray-address", "auto"], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-3000:]
-    assert _state(out) == reference  # same rows, same files, same decoded pictures (decoded_digest)
+    assert dataset_state(out) == reference  # same rows, same files, same decoded pictures (decoded_digest)
 
 
 def test_ray_engine_on_the_sample_data_matches_the_local_engine(sample_dataset_ro, ray_runtime, tmp_path):
     # Default settings: the shot model runs (the cascade on this CPU), not only the adaptive detector.
     out = tmp_path / "ds"
     ingest([SAMPLE], out, Settings(), progress=False, engine=RayEngine())
-    assert _state(out) == _state(sample_dataset_ro)
+    assert dataset_state(out) == dataset_state(sample_dataset_ro)
 
 
 def test_a_rerun_after_the_driver_is_killed_resumes_to_the_same_result(raw, reference, ray_runtime, tmp_path):
@@ -91,7 +84,7 @@ def test_a_rerun_after_the_driver_is_killed_resumes_to_the_same_result(raw, refe
     assert driver.wait(timeout=60) != 0  # really killed mid-run
     rerun = subprocess.run(cmd, capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
-    assert _state(out) == reference
+    assert dataset_state(out) == reference
     assert not list(out.rglob("*.part"))
 
 
@@ -127,7 +120,7 @@ def test_a_task_that_dies_or_hits_a_transient_error_is_retried(raw, reference, r
     summary = ingest([raw], out, SETTINGS, progress=False, engine=FaultyRay(markers, how))
     assert (markers / VICTIM).read_text() == "xx"  # failed once, then succeeded
     assert summary.processed == 3 and not summary.problems
-    assert _state(out) == reference
+    assert dataset_state(out) == reference
 
 
 def test_a_deterministic_error_is_not_retried_and_is_recorded(raw, reference, ray_runtime, tmp_path):
@@ -139,7 +132,7 @@ def test_a_deterministic_error_is_not_retried_and_is_recorded(raw, reference, ra
     assert victim.status == "failed"
     assert "ValueError: injected: a bug that fails this file every time" in victim.reason
     assert "Traceback" not in victim.reason
-    others = [r for r in _state(out)[0] if VICTIM not in (r["source_path"] or r["path"])]
+    others = [r for r in dataset_state(out)[0] if VICTIM not in (r["source_path"] or r["path"])]
     assert others == [r for r in reference[0] if VICTIM not in (r["source_path"] or r["path"])]
 
 

@@ -4,12 +4,13 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from wandata import synth
 from wandata.manifest import read_table
+
+from .media import dataset_state
 
 ARGS = ["--frames", "33", "--bucket", "416x240", "--detector", "adaptive", "--min-source-scale", "0.5",
         "--preset", "veryfast", "--quiet"]
@@ -28,19 +29,11 @@ def _cmd(raw, out):
     return [sys.executable, "-m", "wandata.cli", "ingest", str(raw), "-o", str(out), *ARGS]
 
 
-def _state(out: Path):
-    rows = read_table(out).to_pylist()
-    for r in rows:
-        r.pop("timings_json")
-    files = sorted(p.relative_to(out).as_posix() for p in (out / "clips").rglob("*") if p.is_file())
-    return sorted(rows, key=lambda r: (r["kind"], r["path"])), files
-
-
 @pytest.fixture(scope="module")
 def reference(raw, tmp_path_factory):
     out = tmp_path_factory.mktemp("ref") / "ds"
     subprocess.run(_cmd(raw, out), check=True, capture_output=True)
-    return _state(out)
+    return dataset_state(out)
 
 
 def _interrupt_mid_clip(raw, out, sig):
@@ -69,7 +62,7 @@ def test_interrupted_run_resumes_to_the_same_result(raw, reference, tmp_path, si
     assert 1 <= sum(r["kind"] == "source" for r in rows_before) < 3  # really interrupted mid-run
     resumed = subprocess.run(_cmd(raw, out), capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
-    rows, files = _state(out)
+    rows, files = dataset_state(out)
     ref_rows, ref_files = reference
     assert files == ref_files                # no duplicates, no half-written clips
     assert not list(out.rglob("*.part"))

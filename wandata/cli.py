@@ -8,26 +8,12 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .config import DETECTORS, MODES, SettingsError, load_settings, parse_bucket
+from .cli_options import parse_buckets as _buckets
+from .cli_options import settings_or_usage_error as _settings
+from .config import DETECTORS, MODES
 from .engine import ENGINES, EngineError, make_engine
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_FAILURES = 0, 1, 2, 3
-
-
-def _settings(config, **flags):
-    try:
-        return load_settings(config, **flags)
-    except SettingsError as e:
-        raise click.UsageError(str(e)) from None
-
-
-def _buckets(ctx, param, value):
-    if not value:
-        return None
-    try:
-        return tuple(parse_bucket(v) for v in value)
-    except SettingsError as e:
-        raise click.BadParameter(str(e)) from None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -6,22 +6,9 @@ from pathlib import Path
 
 import click
 
-from .config import DETECTORS, MODES, SettingsError, load_settings, parse_bucket
-
-
-# Not imported from .cli: `python -m wandata.cli` would import it twice, circularly.
-def _settings(config, **flags):
-    try:
-        return load_settings(config, **flags)
-    except SettingsError as e:
-        raise click.UsageError(str(e)) from None
-
-
-def _buckets(ctx, param, value):
-    try:
-        return tuple(parse_bucket(v) for v in value) if value else None
-    except SettingsError as e:
-        raise click.BadParameter(str(e)) from None
+from .cli_options import parse_buckets as _buckets
+from .cli_options import settings_or_usage_error as _settings
+from .config import DETECTORS, MODES
 
 
 @click.command()

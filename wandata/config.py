@@ -11,7 +11,7 @@ import dataclasses
 import hashlib
 import json
 import sys
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 if sys.version_info >= (3, 11):
