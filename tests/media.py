@@ -75,3 +75,14 @@ def dataset_state(out: Path):
         r.pop("timings_json")
     files = sorted(p.relative_to(out).as_posix() for p in (out / "clips").rglob("*") if p.is_file())
     return sorted(rows, key=lambda r: (r["kind"], r["path"])), files
+
+
+def small_sources(folder: Path, shot_frames: list[int]) -> Path:
+    """Three short 640x368 25 fps sources (a different photo each, then the astronaut), for
+    runs that compare engines or interrupted and uninterrupted ingests."""
+    from wandata import synth
+
+    for k, photo in enumerate(["rocket", "coffee", "chelsea"]):
+        shots = synth.make_shots(shot_frames, photos=[photo, "astronaut"], seed=k)
+        synth.write_video(folder / f"src{k}.mp4", shots, None, 640, 368, 25, crf=20)
+    return folder

@@ -10,14 +10,13 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from wandata import synth  # noqa: E402
 from wandata.config import Settings  # noqa: E402
 from wandata.engine import LocalEngine, RayEngine  # noqa: E402
 from wandata.manifest import Manifest  # noqa: E402
 from wandata.pipeline import ingest  # noqa: E402
 
 from .conftest import SAMPLE  # noqa: E402
-from .media import dataset_state  # noqa: E402
+from .media import dataset_state, small_sources  # noqa: E402
 
 SETTINGS = Settings(frames=33, buckets=((416, 240),), detector="adaptive", min_source_scale=0.5,
                     preset="veryfast")
@@ -28,11 +27,7 @@ VICTIM = "src1.mp4"
 
 @pytest.fixture(scope="module")
 def raw(tmp_path_factory):
-    d = tmp_path_factory.mktemp("raw")
-    for k, photo in enumerate(["rocket", "coffee", "chelsea"]):
-        shots = synth.make_shots([90, 70], photos=[photo, "astronaut"], seed=k)
-        synth.write_video(d / f"src{k}.mp4", shots, None, 640, 368, 25, crf=20)
-    return d
+    return small_sources(tmp_path_factory.mktemp("raw"), [90, 70])
 
 
 @pytest.fixture(scope="module")

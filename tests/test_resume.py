@@ -7,10 +7,9 @@ import time
 
 import pytest
 
-from wandata import synth
 from wandata.manifest import read_table
 
-from .media import dataset_state
+from .media import dataset_state, small_sources
 
 ARGS = ["--frames", "33", "--bucket", "416x240", "--detector", "adaptive", "--min-source-scale", "0.5",
         "--preset", "veryfast", "--quiet"]
@@ -18,11 +17,7 @@ ARGS = ["--frames", "33", "--bucket", "416x240", "--detector", "adaptive", "--mi
 
 @pytest.fixture(scope="module")
 def raw(tmp_path_factory):
-    d = tmp_path_factory.mktemp("raw")
-    for k, photo in enumerate(["rocket", "coffee", "chelsea"]):
-        shots = synth.make_shots([130, 110], photos=[photo, "astronaut"], seed=k)
-        synth.write_video(d / f"src{k}.mp4", shots, None, 640, 368, 25, crf=20)
-    return d
+    return small_sources(tmp_path_factory.mktemp("raw"), [130, 110])
 
 
 def _cmd(raw, out):
