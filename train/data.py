@@ -6,7 +6,6 @@ orientation. Frames are the first ``num_frames`` of each clip.
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -61,5 +60,3 @@ class Order:
             self._perm = {epoch: np.random.default_rng([self.seed, epoch]).permutation(self.n)}
         return int(self._perm[epoch][pos])
 
-    def steps_per_epoch(self) -> int:
-        return max(1, math.ceil(self.n / self.world))

@@ -183,7 +183,7 @@ class RunLogger(ModelLogger):
                 sd = {n: p.detach().to("cpu").clone() for n, p in named} if accelerator.is_main_process else {}
         else:
             sd = {n: p.detach().to("cpu").clone() for n, p in named}
-        return unwrapped.export_trainable_state_dict(sd, remove_prefix=LORA_PREFIX)
+        return unwrapped.lora_state_dict(sd)
 
     def save_model(self, accelerator, model, file_name):
         from safetensors.torch import save_file
@@ -243,11 +243,6 @@ class LossCSV:
 
     def close(self) -> None:
         self.f.close()
-
-
-def read_losses(path: Path) -> list[float]:
-    with open(path, newline="", encoding="utf-8") as f:
-        return [float(r["loss"]) for r in csv.DictReader(f)]
 
 
 # --- encode -------------------------------------------------------------------------------

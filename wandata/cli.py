@@ -8,12 +8,11 @@ from pathlib import Path
 import click
 
 from . import __version__
+from .cli_options import EXIT_ERROR, EXIT_FAILURES, EXIT_OK
 from .cli_options import parse_buckets as _buckets
 from .cli_options import settings_or_usage_error as _settings
 from .config import DETECTORS, MODES
 from .engine import ENGINES, EngineError, make_engine
-
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_FAILURES = 0, 1, 2, 3
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

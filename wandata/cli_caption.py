@@ -9,9 +9,9 @@ import click
 
 from .caption import CaptionerError, available, describe_options, make
 from .caption.text import DEFAULT_MAX_CHARS
+from .cli_options import EXIT_ERROR, EXIT_FAILURES, EXIT_OK
 from .records import KEPT
 
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_FAILURES = 0, 1, 2, 3
 # Options of the caption run itself, accepted among a captioner's KEY=VALUE options
 # where only those can be given (``wandata ingest --caption-opt``).
 ENGINE_KEYS = ("prefix", "suffix", "trigger", "max_chars")

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import click
 
+from .cli_options import EXIT_ERROR, EXIT_OK
+from .cli_options import EXIT_FAILURES as EXIT_PROBLEMS
 from .export import FORMATS, ExportError
 
-EXIT_OK, EXIT_ERROR, EXIT_PROBLEMS = 0, 1, 3
 MAX_LISTED = 50  # a refusal over thousands of clips stays readable; --json has them all
 
 

@@ -6,6 +6,9 @@ import click
 
 from .config import SettingsError, load_settings, parse_bucket
 
+# Exit statuses shared by every command: 3 means the work ran but found or left problems.
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_FAILURES = 0, 1, 2, 3
+
 
 def settings_or_usage_error(config, **flags):
     try:

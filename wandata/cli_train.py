@@ -13,17 +13,17 @@ from pathlib import Path
 
 import click
 
-EXIT_OK, EXIT_ERROR = 0, 1
+from .cli_options import EXIT_ERROR
+from .config import SettingsError, parse_bucket
 
 
 def _size(ctx, param, value):
     if not value:
         return None
     try:
-        w, h = value.lower().split("x")
-        return int(w), int(h)
-    except ValueError:
-        raise click.BadParameter(f"{value!r}: write it as WIDTHxHEIGHT, e.g. 832x480") from None
+        return parse_bucket(value)
+    except SettingsError as e:
+        raise click.BadParameter(str(e)) from None
 
 
 def _seeds(ctx, param, value):

@@ -115,10 +115,6 @@ class Settings:
         if unknown:
             raise SettingsError(f"filters: unknown {', '.join(unknown)}; choose from {', '.join(FILTERS)}")
 
-    @property
-    def window_s(self) -> float:
-        return self.frames / self.fps
-
     def fingerprint(self) -> str:
         d = {k: getattr(self, k) for k in self.OUTPUT_KEYS}
         return hashlib.sha1(json.dumps(d, sort_keys=True, default=list).encode()).hexdigest()[:12]

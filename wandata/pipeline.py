@@ -91,9 +91,7 @@ def process_source(path: str, settings: Settings, dataset: Path,
         if on_progress and done[0] % 16 == 0:
             on_progress(min(1.0, done[0] / expected))
 
-    maker = ClipMaker(path, settings, fit, src.rotation, clip_path, tick)
-    maker.encode = not dry_run
-    made = maker.run()
+    made = ClipMaker(path, settings, fit, src.rotation, clip_path, tick, encode=not dry_run).run()
     timings["stream_s"] = time.perf_counter() - t
     tl = made.timeline
     if not tl.times:

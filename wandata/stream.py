@@ -48,12 +48,12 @@ class Result:
 
 
 class ClipMaker:
-    encode = True  # False for a dry run: windows are planned and scored, nothing is written
-
     def __init__(self, path: str, settings: Settings, fit: Fit, rotation: int,
-                 clip_path: Callable[[Window], Path], on_frame: Callable[[], None] | None = None):
+                 clip_path: Callable[[Window], Path], on_frame: Callable[[], None] | None = None,
+                 encode: bool = True):
+        """``encode=False``: a dry run; windows are planned and scored, nothing is written."""
         self.path, self.s, self.fit, self.rotation = path, settings, fit, rotation
-        self.clip_path, self.on_frame = clip_path, on_frame
+        self.clip_path, self.on_frame, self.encode = clip_path, on_frame, encode
         self.detector = make_detector(settings.detector, settings.threshold, settings.device, settings.fps)
         if hasattr(self.detector, "preload"):
             # Importing torch and loading the weights takes seconds; do it while decoding starts.
@@ -111,12 +111,12 @@ class ClipMaker:
     def _close(self, shot: tuple[int, int]) -> None:
         index = len(self.result.shots)
         self.result.shots.append(shot)
-        if not window_starts(*shot, self.s.frames, self.s.mode, self.s.windows_per_shot):
+        if not self._write(shot, index):
             self.result.dropped.append(Dropped(index, shot, shortfall_reason(
                 shot[1] - shot[0] + 1, self.s.frames, self.s.fps)))
-        self._write(shot, index)
 
-    def _write(self, shot: tuple[int, int], index: int) -> None:
+    def _write(self, shot: tuple[int, int], index: int) -> int:
+        """Write the shot's windows not written yet; returns how many the shot holds."""
         starts = window_starts(*shot, self.s.frames, self.s.mode, self.s.windows_per_shot)
         done = self.emitted.get(shot[0], 0)
         for wi, start in enumerate(starts[done:], start=done):
@@ -131,6 +131,7 @@ class ClipMaker:
                                 self.colour or [])
             self.encoder.submit(w, writer, pictures)
         self.emitted[shot[0]] = max(done, len(starts))
+        return len(starts)
 
     def _evict(self) -> None:
         """Drop pictures no future window can use."""
