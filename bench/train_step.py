@@ -15,8 +15,20 @@ Reports median seconds per step (after warm-up) and peak GPU memory
 (``torch.cuda.max_memory_allocated``) with the GPU's name; ``--json OUT`` writes them.
 ``--tiny`` runs the same code on a tiny random stack (CPU smoke test).
 
+``--sweep`` times the cached step alone (what ``train/estimate.py`` models) over many
+configurations in one process: clip shapes, LoRA ranks, gradient checkpointing on and
+off, the 1.3B and the 14B DiT. The DiT is built in memory with random weights (no files,
+no encoders) and fed synthetic cached inputs of the real shapes (latents
+16 x ((F-1)/4+1) x H/8 x W/8, a 512 x 4096 text context), then trained with the same
+``train.trainer.train_step``. Each configuration is written as one JSON line the moment it
+is done, so a run stopped at its time limit keeps what it measured. Each line carries its
+``role`` from ``SWEEP``: ``fit`` (the estimator's efficiencies are fitted on these) or
+``held_out`` (never fitted on; the estimator's error is measured on them).
+
     python bench/train_step.py --json bench/train_step.json
     python bench/train_step.py --tiny --device cpu          # smoke run, seconds
+    python bench/train_step.py --sweep --json-lines sweep.jsonl --deadline 480
+    python bench/train_step.py --sweep --tiny --device cpu --json-lines /tmp/s.jsonl   # smoke run
 """
 from __future__ import annotations
 
@@ -24,6 +36,7 @@ import argparse
 import datetime as _dt
 import gc
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -149,7 +162,14 @@ def main(argv=None) -> int:
     ap.add_argument("--deepspeed", choices=["zero3", "zero2-offload"], default="zero3")
     ap.add_argument("--clips-per-gpu", type=int, default=1)
     ap.add_argument("--work", type=Path, help="phase 2: working folder (kept)")
+    ap.add_argument("--sweep", action="store_true", help="time the cached DiT step over the SWEEP configurations")
+    ap.add_argument("--json-lines", type=Path, help="sweep: append one JSON line per configuration here")
+    ap.add_argument("--deadline", type=float, default=540.0,
+                    help="sweep: start no configuration after this many seconds")
+    ap.add_argument("--only", help="sweep: comma-separated indexes into SWEEP")
     args = ap.parse_args(argv)
+    if args.sweep:
+        return sweep(args)
     if args.phase2:
         args.model = args.model or "14B"
         return phase2(args)
@@ -324,6 +344,149 @@ def phase2(args) -> int:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+# The sweep. role "fit": the estimator fits its per-GPU efficiencies on these: rank 32,
+# checkpointing on, four clip lengths of the 1.3B (so the parts that grow with L and with
+# L^2 can be told apart) and one of the 14B (matmul FLOPs grow with d^2, element-wise
+# bytes with d: only two DiT widths tell those two apart). role "held_out": never fitted on;
+# the estimator's error is measured on them: other lengths, another area and aspect, other
+# ranks, checkpointing off, the 14B at two more lengths.
+SWEEP = [
+    {"model": "1.3B", "frames": 81, "height": 480, "width": 832, "rank": 32, "gc": True, "role": "fit"},
+    {"model": "1.3B", "frames": 17, "height": 480, "width": 832, "rank": 32, "gc": True, "role": "fit"},
+    {"model": "1.3B", "frames": 33, "height": 480, "width": 832, "rank": 32, "gc": True, "role": "fit"},
+    {"model": "1.3B", "frames": 121, "height": 480, "width": 832, "rank": 32, "gc": True, "role": "fit"},
+    {"model": "1.3B", "frames": 49, "height": 480, "width": 832, "rank": 32, "gc": True, "role": "held_out"},
+    {"model": "1.3B", "frames": 81, "height": 320, "width": 576, "rank": 32, "gc": True, "role": "held_out"},
+    {"model": "1.3B", "frames": 81, "height": 480, "width": 832, "rank": 8, "gc": True, "role": "held_out"},
+    {"model": "1.3B", "frames": 81, "height": 480, "width": 832, "rank": 128, "gc": True, "role": "held_out"},
+    {"model": "1.3B", "frames": 33, "height": 480, "width": 832, "rank": 64, "gc": True, "role": "held_out"},
+    {"model": "1.3B", "frames": 81, "height": 480, "width": 832, "rank": 32, "gc": False, "role": "held_out"},
+    {"model": "1.3B", "frames": 33, "height": 480, "width": 832, "rank": 32, "gc": False, "role": "held_out"},
+    {"model": "14B", "frames": 17, "height": 480, "width": 832, "rank": 32, "gc": True, "role": "held_out"},
+    {"model": "14B", "frames": 33, "height": 480, "width": 832, "rank": 32, "gc": True, "role": "fit"},
+    {"model": "1.3B", "frames": 81, "height": 720, "width": 1280, "rank": 32, "gc": True, "role": "held_out"},
+    {"model": "14B", "frames": 81, "height": 480, "width": 832, "rank": 32, "gc": True, "role": "held_out"},
+]
+TINY_SWEEP_SHAPES = {17: (5, 32, 32), 33: (9, 32, 32), 49: (13, 32, 32), 81: (17, 32, 32), 121: (21, 32, 32)}
+
+
+def synthetic_inputs(frames: int, height: int, width: int, text_dim: int, device, dtype):
+    """What the encode-once cache hands the step (see train.cache): VAE latents and the
+    text encoder's context, random, in their real shapes."""
+    g = torch.Generator().manual_seed(0)
+    lat = torch.randn(1, 16, (frames - 1) // 4 + 1, height // 8, width // 8, generator=g)
+    ctx = torch.randn(1, 512, text_dim, generator=g)
+    shared = {"height": height, "width": width, "num_frames": frames, "cfg_scale": 1, "cfg_merge": False,
+              "tiled": False, "vace_scale": 1, "seed": 0, "rand_device": "cpu", "input_latents": lat.to(device, dtype),
+              "vace_context": None, "animate_pose_video": None, "animate_face_video": None,
+              "animate_inpaint_video": None, "animate_mask_video": None}
+    return shared, {"prompt": PROMPT, "context": ctx.to(device, dtype)}, {}
+
+
+def sweep_one(spec: dict, args, accelerator) -> dict:
+    from diffsynth.models.wan_video_dit import WanModel
+    from diffsynth.pipelines.wan_video import WanVideoPipeline
+
+    from train.config import DEFAULT_TARGETS, TrainConfig
+    from train.module import WanLoRAModule
+    from train.trainer import train_step
+
+    device = args.device
+    cuda = str(device).startswith("cuda")
+    dtype = torch.bfloat16 if cuda else torch.float32
+    if args.tiny:
+        from train.tiny import TINY_DIT
+        kwargs, text_dim = TINY_DIT, TINY_DIT["text_dim"]
+        frames, height, width = TINY_SWEEP_SHAPES.get(spec["frames"], (5, 32, 32))
+        rank = min(spec["rank"], 8)
+    else:
+        kwargs, text_dim = DITS[spec["model"]][1], 4096
+        frames, height, width, rank = spec["frames"], spec["height"], spec["width"], spec["rank"]
+    reset_peak(device)
+    t = time.perf_counter()
+    pipe = WanVideoPipeline(device=device, torch_dtype=dtype)
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)   # build directly in the training dtype, on the GPU
+    try:
+        with torch.device(device):
+            pipe.dit = WanModel(**kwargs)
+    finally:
+        torch.set_default_dtype(old)
+    cfg = TrainConfig(dtype="bf16" if cuda else "fp32", lora_rank=rank, lora_targets=DEFAULT_TARGETS,
+                      num_frames=frames, height=height, width=width, gradient_checkpointing=spec["gc"], steps=1)
+    torch.manual_seed(0)
+    module = WanLoRAModule(pipe, cfg)
+    module.to(device)
+    params = list(module.trainable_modules())
+    optimizer = torch.optim.AdamW(params, lr=1e-4, weight_decay=1e-2)
+    module, optimizer = accelerator.prepare(module, optimizer)
+    inputs = synthetic_inputs(frames, height, width, text_dim, device, dtype)
+    sync(device)
+    build_s = time.perf_counter() - t
+    weights = torch.cuda.memory_allocated() / 2**30 if cuda else None
+    reset_peak(device)
+    out = {"model": DITS[spec["model"]][0] if not args.tiny else "tiny random Wan DiT", "frames": frames,
+           "height": height, "width": width, "lora_rank": rank, "gradient_checkpointing": spec["gc"],
+           "role": spec["role"], "build_s": round(build_s, 2),
+           "lora_params": sum(p.numel() for p in params)}
+    try:
+        steps = timed_steps(args.warmup, args.steps,
+                            lambda: train_step(accelerator, module, optimizer, params, cfg, inputs=inputs), device)
+        out.update(s_per_step=statistics.median(steps), step_s=[round(x, 4) for x in steps],
+                   peak_gib=peak_gib(device), weights_gib=weights)
+    except torch.cuda.OutOfMemoryError as e:
+        out.update(error=f"out of memory: {str(e).splitlines()[0]}")
+    finally:
+        accelerator.free_memory()
+        del module, optimizer, params, pipe, inputs
+        reset_peak(device)
+    return out
+
+
+def sweep(args) -> int:
+    """Time the cached DiT step over ``SWEEP`` (or ``--only``); one JSON line each."""
+    from accelerate import Accelerator
+    import diffsynth  # noqa: F401
+
+    device = args.device
+    cuda = str(device).startswith("cuda")
+    accelerator = Accelerator(cpu=not cuda)
+    specs = list(enumerate(SWEEP))
+    if args.only:
+        keep = {int(i) for i in args.only.split(",")}
+        specs = [(i, s) for i, s in specs if i in keep]
+    common = {"gpu": torch.cuda.get_device_name() if cuda else "cpu", "torch": torch.__version__,
+              "diffsynth": _pkg_version("diffsynth"), "attention": attention_impl(),
+              "dtype": "bf16" if cuda else "fp32", "mode": "cached", "trainer": "wandata", "num_gpus": 1,
+              "phase": 1, "lora_targets": "q,k,v,o,ffn.0,ffn.2", "date": _dt.date.today().isoformat(),
+              "source": "bench/train_step.py --sweep (DiT built in memory, random weights, synthetic cached "
+                        f"inputs; median of {args.steps} steps after {args.warmup} warm-up)"}
+    start = time.perf_counter()
+    rows = []
+    for i, spec in specs:
+        if time.perf_counter() - start > args.deadline:
+            log(f"deadline: skipping sweep[{i}] {spec}")
+            continue
+        row = dict(common, **sweep_one(spec, args, accelerator), sweep_index=i)
+        rows.append(row)
+        log(f"sweep[{i}] {row['model']} {row['frames']}x{row['height']}x{row['width']} r{row['lora_rank']} "
+            f"gc={row['gradient_checkpointing']}: {row.get('s_per_step', row.get('error'))} s/step, "
+            f"peak {row.get('peak_gib')} GiB ({time.perf_counter() - start:.0f} s so far)")
+        if args.json_lines:
+            args.json_lines.parent.mkdir(parents=True, exist_ok=True)
+            with open(args.json_lines, "a", encoding="utf-8") as f:
+                f.write(json.dumps(row) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+    print(f"\n{'model':<18}{'clip':>14}{'rank':>6}{'ckpt':>6}{'s/step':>10}{'peak GiB':>10}  role")
+    for r in rows:
+        s_ = f"{r['s_per_step']:.3f}" if "s_per_step" in r else "error"
+        p_ = f"{r['peak_gib']:.2f}" if r.get("peak_gib") is not None else "n/a"
+        print(f"{r['model'][:18]:<18}{r['frames']:>4}x{r['height']}x{r['width']:<5}{r['lora_rank']:>6}"
+              f"{'on' if r['gradient_checkpointing'] else 'off':>6}{s_:>10}{p_:>10}  {r['role']}")
     return 0
 
 

@@ -176,3 +176,42 @@ def test_check_catches_a_validation_leak(tmp_path):
 def test_nothing_to_check_is_an_error(tmp_path):
     r = _cli("check", tmp_path)
     assert r.returncode == 1 and "wandata export" in r.stderr
+
+
+def test_paths_leading_out_of_a_wandata_dataset_or_export_are_not_opened(tmp_path):
+    """A manifest clip path and an exported row that climb out of the dataset, and a musubi JSONL
+    that lies outside its export folder: reported as path_outside_root, never decoded."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    d = tiny_dataset(tmp_path / "ds", 3)
+    write_clip(tmp_path / "victim.mp4", 112, 64, 9)
+    table = pq.read_table(d / "manifest.parquet")
+    rows = table.to_pylist()
+    clip_rows = [r for r in rows if r["kind"] == "clip"]
+    clip_rows[0]["path"] = "../victim.mp4"
+    pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), d / "manifest.parquet")
+    report = check(d)
+    outside = [p for p in report["problems"] if p["code"] == "path_outside_root"]
+    assert len(outside) == 1 and "../victim.mp4" in outside[0]["message"] and outside[0]["severity"] == "error"
+    assert report["videos_decoded"] == 2 and not report["ok"]
+    # An export whose metadata was edited to point out of the dataset.
+    clip_rows[0]["path"] = "clips/src0/clip000.mp4"
+    pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), d / "manifest.parquet")
+    ex.export(d, "jsonl")
+    lines = (d / "metadata.jsonl").read_text().splitlines()
+    lines[0] = json.dumps({"video": "../victim.mp4", "prompt": "x"})
+    (d / "metadata.jsonl").write_text("\n".join(lines) + "\n")
+    report = check(d)
+    assert [p["where"] for p in report["problems"] if p["code"] == "path_outside_root"] == ["metadata.jsonl row 1"]
+    assert report["videos_decoded"] == 2
+    # A musubi export whose dataset.toml names a JSONL outside the export folder.
+    ex.export(d, "musubi")
+    out = d / "export" / "musubi"
+    (tmp_path / "evil.jsonl").write_text(json.dumps({"video_path": str(tmp_path / "victim.mp4"), "caption": "x"}) + "\n")
+    toml = (out / "dataset.toml").read_text()
+    first = next(line for line in toml.splitlines() if line.startswith("video_jsonl_file"))
+    (out / "dataset.toml").write_text(toml.replace(first, f'video_jsonl_file = "{tmp_path / "evil.jsonl"}"', 1))
+    report = check(out)
+    assert [p["where"] for p in report["problems"] if p["code"] == "path_outside_root"] == ["video_jsonl_file"]
+    assert str(tmp_path / "victim.mp4") not in {p["file"] for p in report["problems"]}

@@ -207,3 +207,39 @@ def test_ingest_dry_run_is_the_plan_and_writes_nothing(tmp_path):
     assert json.loads(dry.output)["totals"] == json.loads(plan.output)["totals"]
     assert json.loads(dry.output)["totals"]["clips"].get("kept", 0) >= 1
     assert not (tmp_path / "ds" / "clips").exists() and not (tmp_path / "ds" / "manifest.parquet").exists()
+
+
+def test_every_reason_code_is_in_the_docs_table_with_its_kind():
+    from wandata import reasons
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "ingest.md").read_text()
+    for c in reasons.CODES.values():
+        assert f"| `{c.name}` | {c.kind} |" in doc, c.name
+    from wandata.config import FILTERS
+    assert set(reasons.FILTER_CODES) == set(FILTERS)  # every filter has its code
+
+
+def test_old_manifest_without_reason_codes_loads_and_its_failures_are_retried(tmp_path):
+    """A manifest written before the reason_code column: it loads (codes empty), and what the
+    retry rule needs, the status, is there: failed sources and sources with a failed clip are
+    not done; kept and dropped ones are."""
+    import pyarrow.parquet as pq
+
+    from wandata.records import ClipRecord, SourceRecord
+
+    m = Manifest(tmp_path)
+    fp = Settings().fingerprint()
+    for name, status in [("kept", "kept"), ("dropped", "dropped"), ("failed", "failed"), ("clipfail", "kept")]:
+        m.put(SourceRecord(path=name, status=status, settings_fingerprint=fp), [])
+    m.clips["clipfail"] = [ClipRecord("c1", "id", "clipfail", 0, 0, 0.0, 3.0, status="failed"),
+                           ClipRecord("c2", "id", "clipfail", 0, 1, 0.0, 3.0)]
+    m.clips["dropped"] = [ClipRecord("c3", "id", "dropped", 0, -1, 0.0, 1.0, status="dropped")]
+    m.save()
+    table = pq.read_table(m.path)
+    pq.write_table(table.drop(["reason_code"]), m.path)
+
+    old = Manifest(tmp_path)
+    assert {s.reason_code for s in old.sources.values()} == {""}
+    assert {p: old.done(p, fp) for p in old.sources} == {
+        "kept": True, "dropped": True, "failed": False, "clipfail": False}
+    assert not old.done("kept", "another-fingerprint")

@@ -144,6 +144,27 @@ class TrainConfig:
             problems.append("grad_accum must be at least 1")
         if not 0 <= self.min_timestep_boundary < self.max_timestep_boundary <= 1:
             problems.append("timestep boundaries must satisfy 0 <= min < max <= 1")
+        # The same ranges as the command line's, for a train_config.json written by hand.
+        if not self.learning_rate > 0:
+            problems.append(f"learning_rate {self.learning_rate} must be > 0")
+        if self.weight_decay < 0:
+            problems.append(f"weight_decay {self.weight_decay} must be >= 0")
+        if self.epochs < 1:
+            problems.append("epochs must be at least 1")
+        if self.seed < 0:
+            problems.append("seed must be >= 0")
+        if self.num_workers < 0:
+            problems.append("num_workers must be >= 0 (0: clips decoded in the training process)")
+        if self.max_grad_norm is not None and not self.max_grad_norm > 0:
+            problems.append(f"max_grad_norm {self.max_grad_norm} must be > 0 (or unset: no clipping)")
+        if self.max_pixels < 16 * 16:
+            problems.append(f"max_pixels {self.max_pixels} must be at least 256")
+        if self.num_processes is not None and self.num_processes < 1:
+            problems.append("num_processes (--gpus) must be at least 1")
+        if self.num_machines < 1 or not 0 <= self.machine_rank < self.num_machines:
+            problems.append(f"machine_rank {self.machine_rank} must be in [0, num_machines={self.num_machines})")
+        if self.main_process_port is not None and not 1 <= self.main_process_port <= 65535:
+            problems.append(f"main_process_port {self.main_process_port} must be in [1, 65535]")
         for role in ("dit", "text_encoder", "vae", "tokenizer"):
             if role not in self.models:
                 problems.append(f"no {role} model")

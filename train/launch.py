@@ -31,7 +31,7 @@ def accelerate_executable() -> list[str]:
     return [exe, "launch"] if exe else [sys.executable, "-m", "accelerate.commands.launch"]
 
 
-def _user_config_is_deepspeed(path: str | None) -> bool:
+def user_config_is_deepspeed(path: str | None) -> bool:
     if not path:
         return False
     try:
@@ -83,13 +83,24 @@ def phase2_command(cfg: TrainConfig) -> list[str]:
         cmd += ["--main_process_ip", cfg.main_process_ip]
     if cfg.main_process_port is not None:
         cmd += ["--main_process_port", str(cfg.main_process_port)]
-    if not _user_config_is_deepspeed(cfg.accelerate_config):
+    if not user_config_is_deepspeed(cfg.accelerate_config):
         cmd += ["--mixed_precision", "bf16" if cfg.dtype == "bf16" else "no", "--dynamo_backend", "no",
                 "--use_deepspeed", "--deepspeed_config_file", str(DEEPSPEED_CONFIGS[cfg.deepspeed]),
                 # Off: the DiT is memory-mapped from its safetensors file (pages shared by
                 # every process) and DeepSpeed partitions it when the engine starts.
                 "--zero3_init_flag", "false"]
+        if cfg.max_grad_norm:
+            # DeepSpeed clips inside its engine (accelerate's clip_grad_norm_ only reports the
+            # norm), from the config's "gradient_clipping": "auto", which this fills.
+            cmd += ["--gradient_clipping", str(cfg.max_grad_norm)]
     return cmd + [str(RUN_SCRIPT), "--config", str(config_path(cfg))]
+
+
+def missing_files(cfg: TrainConfig) -> list[str]:
+    """Files a launch reads from this package (shipped as package data): an install that lacks
+    them (a wheel built without its data) cannot start phase 2."""
+    need = [RUN_SCRIPT] + ([DEEPSPEED_CONFIGS[cfg.deepspeed]] if cfg.phase == 2 else [])
+    return [f"{p} (missing from the installed package; reinstall wandata)" for p in need if not p.is_file()]
 
 
 def command(cfg: TrainConfig) -> list[str]:
@@ -114,6 +125,12 @@ def environment(cfg: TrainConfig) -> dict[str, str]:
 
 def launch_phase2(cfg: TrainConfig) -> int:
     """Write the config, start ``accelerate launch``, wait; returns its exit status."""
+    from .trainer import TrainError, check_output_dir
+    try:
+        check_output_dir(cfg)   # before the config is written into it
+    except TrainError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     cfg.save(config_path(cfg))
     env = dict(os.environ, **environment(cfg))
     root = str(HERE.parent)

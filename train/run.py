@@ -28,9 +28,12 @@ def main(argv=None) -> int:
     cfg = load(args.config)
     for k, v in environment(cfg).items():   # before diffsynth / huggingface_hub are imported
         os.environ.setdefault(k, v)
-    from train.trainer import TrainError, run
+    # DiffSynth's loader talks on stdout, and DeepSpeed's logger writes to the stdout it finds
+    # when first imported (by diffsynth): both go to stderr, stdout carries the summary only.
+    with contextlib.redirect_stdout(sys.stderr):
+        from train.trainer import TrainError, run
     try:
-        with contextlib.redirect_stdout(sys.stderr):   # DiffSynth's loader talks on stdout
+        with contextlib.redirect_stdout(sys.stderr):
             summary = run(cfg, progress=not args.no_progress)
     except TrainError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -97,6 +97,30 @@ def state_dir(ckpt: Path) -> Path:
     return ckpt.with_name(ckpt.name.replace(".safetensors", ".state"))
 
 
+def is_run_dir(folder: Path) -> bool:
+    """Whether ``folder`` is a training run's folder: its train_config.json is one of ours."""
+    from .config import CONFIG_NAME
+    try:
+        data = json.loads((Path(folder) / CONFIG_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    # Keys every version has written; not a full parse, so a run of an older version resumes.
+    return isinstance(data, dict) and {"phase", "settings_path", "output_dir", "lora_rank"} <= set(data)
+
+
+def check_output_dir(cfg: TrainConfig) -> None:
+    """Refuse (``TrainError``, nothing written) an output folder that holds files of someone
+    else's, or is the dataset or a folder holding it: a run writes its config, loss log and
+    checkpoints there. New, empty, or an earlier run's folder (resume) are fine."""
+    from wandata import atomic
+    from .config import CONFIG_NAME
+    try:
+        atomic.check_dir(Path(cfg.output_dir), is_run_dir, dataset=cfg.dataset_base_path or None,
+                         what="training run folder", how=f"a run folder holds wandata's {CONFIG_NAME}")
+    except atomic.OutputRefused as e:
+        raise TrainError(f"--output: {e}") from None
+
+
 def find_resume(cfg: TrainConfig) -> Path | None:
     if not cfg.resume:
         return None
@@ -324,6 +348,7 @@ def run(cfg: TrainConfig, accelerator=None, progress: bool = True) -> dict:
     from tqdm import tqdm
 
     cfg.validate()
+    check_output_dir(cfg)   # before cfg.save() writes into it (phase 2: launch wrote ours there)
     M.register_models(cfg.model_registry)
     accelerator = accelerator or make_accelerator(cfg)
     main = accelerator.is_main_process

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from wandata.atomic import write_text as atomic_write_text
+
 from . import config as TC
 from .config import TrainConfig
 
@@ -27,6 +29,33 @@ NEGATIVE = ("static, blurry, low quality, jpeg artifacts, distorted, deformed, w
 
 class ValidateError(Exception):
     pass
+
+
+MARKER = "validation.json"
+
+
+def is_validation_dir(folder: Path) -> bool:
+    """Whether ``folder`` holds renders of ours: its validation.json is one we wrote."""
+    try:
+        data = json.loads((Path(folder) / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and (data.get("created_by") == "wandata validate"
+                                       or {"prompts", "seeds", "renders"} <= set(data))
+
+
+def claim_output(plan: "Plan") -> None:
+    """Refuse (nothing written) an output folder holding someone else's files, or the dataset;
+    else mark it as ours before the first render, so an interrupted run can be redone there."""
+    from wandata import atomic
+    out = Path(plan.out_dir)
+    try:
+        atomic.check_dir(out, is_validation_dir, dataset=plan.cfg.dataset_base_path or None,
+                         what="validation folder", how=f"a validation folder holds wandata's {MARKER}")
+    except atomic.OutputRefused as e:
+        raise ValidateError(f"--output: {e}") from None
+    if not is_validation_dir(out):
+        atomic.write_text(out / MARKER, json.dumps({"created_by": "wandata validate", "status": "rendering"}) + "\n")
 
 
 @dataclass
@@ -220,6 +249,7 @@ def run(plan: Plan, device: str | None = None, progress: bool = True, pipe=None)
     import torch
     from tqdm import tqdm
 
+    claim_output(plan)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     pipe = pipe or load_pipe(plan.cfg, device)
     out = plan.out_dir
@@ -258,5 +288,5 @@ def run(plan: Plan, device: str | None = None, progress: bool = True, pipe=None)
     contact_sheet(grid).save(sheet)
     summary["preview_png"] = str(sheet)
     summary["columns"] = list(renders)
-    (out / "validation.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    atomic_write_text(out / MARKER, json.dumps({"created_by": "wandata validate", **summary}, indent=2) + "\n")
     return summary

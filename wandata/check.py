@@ -4,6 +4,12 @@ Works on our exports and on hand-made metadata (DiffSynth csv/json/jsonl, musubi
 TOML/JSONL, diffusion-pipe TOML + caption files, or a bare wandata dataset directory).
 Every clip is decoded (``verify.decode_clip``, PyAV), so what is checked
 is what a trainer's loader sees, not what a container header claims.
+
+Paths in files wandata wrote (the manifest, an export and its settings) must stay inside
+the folder they belong to: the dataset for clips (the export folder for diffusion-pipe's
+linked clips), the settings file's folder for the metadata it names. One that does not is
+reported as ``path_outside_root`` and not opened. Hand-made metadata is checked where its
+paths lead: the user named it, and check only reads.
 """
 from __future__ import annotations
 
@@ -15,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .confine import OUTSIDE_ROOT, is_inside
 from .export import PANDAS_NA, SETTINGS_NAME, ExportError, csv_hazard, read_settings
 from .manifest import MANIFEST_NAME, Manifest
 from .records import KEPT, ClipRecord
@@ -66,6 +73,19 @@ class Target:
     settings: dict                   # num_frames, height, width, max_pixels, fps (any may be absent)
     records: dict[str, ClipRecord]   # resolved path -> manifest record, when a manifest is found
     problems: list[Problem] = field(default_factory=list)
+    root: Path | None = None         # every clip must lie inside it (files wandata wrote)
+
+
+def _under(root: Path, path: Path) -> bool:
+    """``path`` (absolute, or relative to the working folder) resolves inside ``root``."""
+    real, top = Path(os.path.realpath(path)), Path(os.path.realpath(root))
+    return real == top or top in real.parents
+
+
+def _outside(value, root: Path, file: Path | str, where: str = "") -> Problem:
+    return Problem(OUTSIDE_ROOT, f"{value!r} leads outside {root}; it was not opened",
+                   "fix the entry (a path inside that folder), or re-create the file with wandata",
+                   str(file), where)
 
 
 # --- reading the target ----------------------------------------------------------------------
@@ -126,11 +146,15 @@ def _toml(path: Path) -> dict:
         raise CheckError(f"cannot read {path}: {e}; fix the TOML file") from None
 
 
-def read_musubi(path: Path, split: str) -> tuple[list[Row], list[Problem], list[str]]:
+def read_musubi(path: Path, split: str, root: Path | None = None) -> tuple[list[Row], list[Problem], list[str]]:
+    """``root``: the folder the JSONL files must be in (an export's own folder)."""
     rows, problems, files = [], [], []
     for ds in _toml(path).get("datasets", []):
         jsonl = ds.get("video_jsonl_file")
         if not jsonl:
+            continue
+        if root is not None and not _under(root, Path(jsonl)):
+            problems.append(_outside(jsonl, root, path, "video_jsonl_file"))
             continue
         files.append(jsonl)
         r, p = read_metadata(Path(jsonl), split)
@@ -147,10 +171,15 @@ def read_musubi(path: Path, split: str) -> tuple[list[Row], list[Problem], list[
     return rows, problems, files
 
 
-def read_diffusion_pipe(path: Path, split: str) -> tuple[list[Row], list[Problem], list[str]]:
+def read_diffusion_pipe(path: Path, split: str,
+                        root: Path | None = None) -> tuple[list[Row], list[Problem], list[str]]:
+    """``root``: the folder the clip directories must be in (an export's own folder)."""
     rows, problems, dirs = [], [], []
     for d in _toml(path).get("directory", []):
         folder = Path(d.get("path", ""))
+        if root is not None and not _under(root, folder):
+            problems.append(_outside(str(folder), root, path, "[[directory]] path"))
+            continue
         dirs.append(str(folder))
         if not folder.is_dir():
             problems.append(Problem("missing_file", f"directory {folder} does not exist",
@@ -174,7 +203,7 @@ def _records(dataset: Path) -> dict[str, ClipRecord]:
         return {}
     out = {}
     for c in Manifest(dataset).all_clips():
-        if c.status == KEPT and c.path:
+        if c.status == KEPT and c.path and is_inside(dataset, c.path):
             out[str((dataset / c.path).resolve())] = c
             out.setdefault(Path(c.path).name, c)   # hard-linked copies (diffusion-pipe export)
     return out
@@ -197,14 +226,16 @@ def _from_settings(path: Path) -> Target:
                                     "re-run `wandata export`", str(meta)))
             continue
         if s["format"] == "musubi":
-            r, p, _ = read_musubi(meta, split)
+            r, p, _ = read_musubi(meta, split, path.parent)
         elif s["format"] == "diffusion-pipe":
-            r, p, _ = read_diffusion_pipe(meta, split)
+            r, p, _ = read_diffusion_pipe(meta, split, path.parent)
         else:
             r, p = read_metadata(meta, split)
         rows, problems = rows + r, problems + p
     settings = {k: s.get(k) for k in SETTINGS_KEYS}
-    return Target(rows, base, names, settings, _records(base), problems)
+    # diffusion-pipe's clips are links in the export's own folders; the others are the dataset's.
+    root = path.parent if s["format"] == "diffusion-pipe" else base
+    return Target(rows, base, names, settings, _records(base), problems, root)
 
 
 def resolve(target: Path, base_path: Path | None = None) -> Target:
@@ -232,7 +263,8 @@ def resolve(target: Path, base_path: Path | None = None) -> Target:
 
 
 def _from_manifest(dataset: Path) -> Target:
-    return Target(_manifest_rows(dataset), dataset, [str(dataset / MANIFEST_NAME)], {}, _records(dataset))
+    return Target(_manifest_rows(dataset), dataset, [str(dataset / MANIFEST_NAME)], {}, _records(dataset),
+                  root=dataset)
 
 
 def _from_files(metas: list[Path], base: Path) -> Target:
@@ -240,16 +272,17 @@ def _from_files(metas: list[Path], base: Path) -> Target:
     for m in metas:
         r, p = read_metadata(m, "validation" if m.stem.endswith("_val") else "train")
         rows, problems = rows + r, problems + p
-    settings = {}
+    settings, root = {}, None
     beside = metas[0].parent / SETTINGS_NAME
     if beside.exists():
         try:
             s = read_settings(beside)
             if str(metas[0].resolve()) in (s.get("metadata_path"), s.get("validation_metadata_path")):
                 settings = {k: s.get(k) for k in SETTINGS_KEYS}
+                root = base   # our export: its clips are the dataset's
         except ExportError:
             pass
-    return Target(rows, base, [str(m) for m in metas], settings, _records(base), problems)
+    return Target(rows, base, [str(m) for m in metas], settings, _records(base), problems, root)
 
 
 def _from_toml(path: Path) -> Target:
@@ -283,12 +316,14 @@ def _prompt_problems(row: Row, file: str) -> list[Problem]:
     return []
 
 
-def _video_path(row: Row, base: Path) -> tuple[Path | None, Problem | None]:
+def _video_path(row: Row, base: Path, root: Path | None = None) -> tuple[Path | None, Problem | None]:
     v = row.video
     if not isinstance(v, str) or v == "" or (row.csv and v in PANDAS_NA):
         return None, Problem("missing_video_path", f"no video path (cell is {v!r})",
                              "fill in the clip's path", "", row.where)
     path = Path(v) if os.path.isabs(v) else base / v
+    if root is not None and not _under(root, path):
+        return None, _outside(v, root, "", row.where)
     ext = path.suffix.lower()
     if ext not in VIDEO_EXTS + IMAGE_EXTS:
         return path, Problem("unsupported_extension", f"{v}: DiffSynth has no loader for '{ext}' files",
@@ -408,8 +443,8 @@ def check(target: Path, num_frames: int | None = None, height: int | None = None
     problems = list(t.problems)
     paths = []
     for row in t.rows:
-        path, p = _video_path(row, t.base)
-        paths.append(path if p is None or p.code != "missing_video_path" else None)
+        path, p = _video_path(row, t.base, t.root)
+        paths.append(path)
         if p is not None:
             p.file = p.file or row.where
             problems.append(p)

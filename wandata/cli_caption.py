@@ -97,7 +97,8 @@ def print_summary(s) -> None:
     if s.truncated:
         click.echo(f"  {s.truncated} caption(s) were cut to --max-chars")
     for e in s.errors:
-        click.echo(f"  failed  {e['clip_id']}: {e['reason']}")
+        code = f"[{e['code']}] " if e.get("code") not in (None, "caption_failed") else ""
+        click.echo(f"  failed  {e['clip_id']}: {code}{e['reason']}")
     print_tokens(s.tokens)
 
 
@@ -125,9 +126,9 @@ def print_tokens(t: dict) -> None:
 @click.option("--trigger", help="Value of {trigger} in templates (and the template captioner's trigger).")
 @click.option("--prefix", default="", help="Template put before every caption, e.g. '{trigger}, '.")
 @click.option("--suffix", default="", help="Template put after every caption.")
-@click.option("--max-chars", type=int, default=DEFAULT_MAX_CHARS, show_default=True,
+@click.option("--max-chars", type=click.IntRange(min=0), default=DEFAULT_MAX_CHARS, show_default=True,
               help="Cut longer captions at a sentence or word boundary (0: never).")
-@click.option("--batch-size", type=int, help="Clips per batch (and per manifest save); default per captioner.")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Clips per batch (and per manifest save); default per captioner.")
 @click.option("--tokenizer", help="UMT5 tokenizer folder for exact token counts (default: estimate unless cached).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
@@ -194,8 +195,13 @@ def captions_export(file, dataset):
     Edit the caption column only, keep clip_id, and bring the file back with
     `wandata captions import FILE`.
     """
+    from .atomic import OutputRefused
     from .caption.csvio import export_csv
-    n = export_csv(open_manifest(dataset), file)
+    try:
+        n = export_csv(open_manifest(dataset), file)
+    except OutputRefused as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(EXIT_ERROR)
     click.echo(f"wrote {n} clip(s) to {file}")
 
 

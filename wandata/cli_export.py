@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .cli_options import EXIT_ERROR, EXIT_OK
+from .cli_options import EXIT_ERROR, EXIT_FAILURES, EXIT_OK
 from .cli_options import EXIT_FAILURES as EXIT_PROBLEMS
 from .export import FORMATS, ExportError
 
@@ -35,7 +35,7 @@ def _fail(message: str, items: list[str], as_json: bool) -> None:
 @click.option("-o", "--out", type=click.Path(path_type=Path),
               help="Metadata file (csv/json/jsonl; default DATASET/metadata.FORMAT) or output folder "
                    "(musubi, diffusion-pipe; default DATASET/export/FORMAT).")
-@click.option("--split", type=float, metavar="FRACTION",
+@click.option("--split", type=click.FloatRange(0, 1, min_open=True, max_open=True), metavar="FRACTION",
               help="Hold out about this fraction of clips for validation, whole sources at a time.")
 @click.option("--fallback-caption", metavar="TEXT",
               help="Caption for clips that have none (otherwise they are refused and listed).")
@@ -48,7 +48,12 @@ def export(dataset, fmt, out, split, fallback_caption, as_json):
     prompts pandas would read as NaN or numbers ("NA", "None", "null", ...);
     jsonl (the default) carries any text unchanged. See docs/export.md.
 
-    Exit status: 0 written, 1 refused or failed (the message says why), 2 bad usage.
+    Never writes over a file or folder it did not write, nor onto the dataset;
+    a clip whose manifest path leads outside the dataset is left out and listed
+    (reason code path_outside_root).
+
+    Exit status: 0 written, 3 written but some rows refused (listed), 1 refused
+    or failed (the message says why), 2 bad usage.
     """
     from .export import export as run_export
 
@@ -58,9 +63,10 @@ def export(dataset, fmt, out, split, fallback_caption, as_json):
         _fail(str(e), e.items, as_json)
     except OSError as e:
         _fail(f"{e}; check the path and permissions", [], as_json)
+    done = EXIT_FAILURES if summary["refused"] else EXIT_OK
     if as_json:
         click.echo(json.dumps(summary, indent=2, ensure_ascii=False))
-        return
+        sys.exit(done)
     click.echo(f"{summary['format']}: {summary['train']} training clips -> {summary['metadata']}")
     if summary["validation"]:
         click.echo(f"validation: {summary['validation']} clips -> {summary['validation_metadata']}")
@@ -72,6 +78,11 @@ def export(dataset, fmt, out, split, fallback_caption, as_json):
     click.echo(f"trainer settings: {summary['settings']}")
     for w in summary["warnings"]:
         click.echo(f"warning: {w}", err=True)
+    for r in summary["refused"][:MAX_LISTED]:
+        click.echo(f"refused {r['code']}: {r['message']}", err=True)
+    if len(summary["refused"]) > MAX_LISTED:
+        click.echo(f"  ... and {len(summary['refused']) - MAX_LISTED} more (--json lists all)", err=True)
+    sys.exit(done)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -80,7 +91,7 @@ def export(dataset, fmt, out, split, fallback_caption, as_json):
 @click.option("--height", type=click.IntRange(min=1), help="Fixed training height (with --width).")
 @click.option("--width", type=click.IntRange(min=1), help="Fixed training width (with --height).")
 @click.option("--max-pixels", type=click.IntRange(min=1), help="Dynamic-resolution pixel limit.")
-@click.option("--fps", type=float, help="Frame rate every clip should have.")
+@click.option("--fps", type=click.FloatRange(min=0, min_open=True), help="Frame rate every clip should have.")
 @click.option("--base-path", type=click.Path(file_okay=False, path_type=Path),
               help="Folder relative video paths start from (default: the metadata file's folder).")
 @click.option("--jobs", type=click.IntRange(min=1), default=2, show_default=True, help="Clips decoded at once.")

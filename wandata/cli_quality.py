@@ -2,42 +2,37 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import click
 
-from .cli_options import parse_buckets as _buckets
+from .cli_options import EXIT_ERROR, ingest_options
+from .cli_options import engine_or_usage_error as _engine
 from .cli_options import settings_or_usage_error as _settings
-from .config import DETECTORS, MODES
+from .engine import EngineError
 
 
 @click.command()
-@click.argument("sources", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-@click.option("-o", "--output", "dataset", default="dataset", show_default=True,
-              type=click.Path(file_okay=False, path_type=Path),
-              help="Dataset directory the clips would go to (only names paths; nothing is written).")
-@click.option("--config", type=click.Path(dir_okay=False, path_type=Path),
-              help="TOML file with settings (see `wandata config show`), as for ingest.")
-@click.option("--frames", type=int, help="Frames per clip, 4k+1 (default 81).")
-@click.option("--mode", type=click.Choice(MODES), help="Windows per shot: head, chunk (default), uniform.")
-@click.option("--windows", "windows_per_shot", type=int, help="Windows per shot for --mode uniform.")
-@click.option("--detector", type=click.Choice(DETECTORS), help="Shot detector, as for ingest.")
-@click.option("--bucket", "buckets", multiple=True, callback=_buckets,
-              help="Bucket WIDTHxHEIGHT; repeat for several.")
-@click.option("--min-source-scale", type=float, help="As for ingest.")
-@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
-def plan(sources, dataset, config, as_json, **flags):
+@ingest_options
+def plan(sources, dataset, config, as_json, quiet, engine, ray_address, **flags):
     """Show what `wandata ingest SOURCES` would produce, without encoding or writing anything.
 
-    Sources are decoded, shot-detected, planned and scored exactly as ingest does, so every
-    drop (too short, a quality filter, a duplicate) is the one ingest would make. Also shows how
-    much of the shots each clip length (81, 65, 49, 33, 17 frames) would keep.
+    Takes every option ingest takes (the same settings, engine and checks). Sources are
+    decoded, shot-detected, planned and scored exactly as ingest does, so every drop (too
+    short, a quality filter, a duplicate) is the one ingest would make. Also shows how much
+    of the shots each clip length (81, 65, 49, 33, 17 frames) would keep.
     """
     from .dryrun import make_plan
 
     settings = _settings(config, **flags)
-    show = None if as_json else (lambda f: click.echo(f"planning {Path(f).name} ...", err=True))
-    result = make_plan(list(sources), dataset, settings, on_source=show)
+    runner = _engine(engine, settings, ray_address, flags.get("workers"))
+    show = None if as_json or quiet else (lambda f: click.echo(f"planned {Path(f).name}", err=True))
+    try:
+        result = make_plan(list(sources), dataset, settings, on_source=show, engine=runner)
+    except EngineError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(EXIT_ERROR)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
         return
@@ -69,9 +64,16 @@ def plan(sources, dataset, config, as_json, **flags):
 def report(dataset, output):
     """Write a self-contained HTML page: every kept clip (frames, caption, scores, bucket), the
     dropped ones grouped by reason, histograms of shot lengths and scores, and totals."""
+    from .atomic import OutputRefused
+    from .cli_options import EXIT_ERROR
     from .manifest import MANIFEST_NAME
     from .report import write
 
     if not (dataset / MANIFEST_NAME).exists():
         raise click.UsageError(f"{dataset} has no {MANIFEST_NAME}; run `wandata ingest` first")
-    click.echo(str(write(dataset, output)))
+    try:
+        click.echo(str(write(dataset, output)))
+    except OutputRefused as e:
+        # Never over a file wandata did not write (docs/quality.md).
+        click.echo(f"error: {e}", err=True)
+        raise SystemExit(EXIT_ERROR) from None

@@ -10,8 +10,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
+import re
 import sys
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 if sys.version_info >= (3, 11):
@@ -27,96 +29,164 @@ FILTERS = ("static", "fast", "blur", "dark", "bright", "flat", "text", "duplicat
 DEFAULT_FILTERS = ("static", "blur", "dark", "bright", "flat", "text", "duplicate")
 
 
+# x264's presets, fastest first (``x264 --help``); the encoder refuses anything else.
+PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower",
+           "veryslow", "placebo")
+_MODEL_DETECTORS = ("auto", "transnetv2", "cascade")
+USES_SHOT_MODEL = (lambda s: s.detector in _MODEL_DETECTORS, "only the transnetv2, cascade and auto detectors use it")
+# Frame rates Wan models are trained at: a dataset at another rate teaches the model another speed.
+WAN_FPS = "Wan2.1 trains at 16 fps, Wan2.2-TI2V-5B at 24"
+DEVICE_FORMS = "auto, cpu, cuda or cuda:N"
+
+
 class SettingsError(ValueError):
-    """A setting has a value wandata cannot work with; the message says which and why."""
+    """A setting has a value wandata cannot work with; the message says which and why.
+
+    ``key`` is the setting's name (None for a problem that is no one setting's); ``from_file``
+    says whether the value came from a TOML file, so the command line can name the flag only
+    when the value was a flag's."""
+
+    def __init__(self, message: str, key: str | None = None, from_file: bool = False):
+        super().__init__(message)
+        self.key, self.from_file = key, from_file
+
+
+@dataclass(frozen=True)
+class Range:
+    """A closed or half-open interval; ``None`` is unbounded."""
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+
+    def __contains__(self, v) -> bool:
+        if self.lo is not None and (v <= self.lo if self.lo_open else v < self.lo):
+            return False
+        return not (self.hi is not None and (v >= self.hi if self.hi_open else v > self.hi))
+
+    def __str__(self) -> str:
+        if self.hi is None:
+            return f"{'>' if self.lo_open else '>='} {self.lo:g}"
+        return (f"{'(' if self.lo_open else '['}{self.lo:g}, {self.hi:g}{')' if self.hi_open else ']'}")
+
+
+def setting(default, flag: str, help: str, range: Range | None = None, choices: tuple | None = None,
+            why: str = "", output: bool = True, applies=None):
+    """A field of ``Settings`` with everything the command line and the checks need: one table,
+    so that ``ingest``, ``plan``, ``--dry-run`` and a TOML file cannot disagree about a setting.
+    ``output``: the setting changes a clip's pixels or timing (it goes into the fingerprint).
+    ``applies``: ``(predicate(settings), "when it applies")`` for a setting that only some other
+    settings use; a flag given where it has no effect is refused (a TOML file may hold them all)."""
+    meta = {"flag": flag, "help": help, "range": range, "choices": choices, "why": why, "output": output,
+            "applies": applies}
+    return field(default=default, metadata=meta)
 
 
 @dataclass(frozen=True)
 class Settings:
     # Clip shape. Wan's VAE compresses time 4x after the first frame, so clips are 4k+1 frames.
-    frames: int = 81
-    fps: float = 16.0
-    buckets: tuple[tuple[int, int], ...] = ((832, 480), (480, 832))
-    size_multiple: int = 16  # 32 for Wan2.2-TI2V-5B
+    frames: int = setting(81, "--frames", "Frames per clip, 4k+1 (1, 5, ..., 81).")
+    fps: float = setting(16.0, "--fps", "Output frame rate.", Range(0, 120, lo_open=True), why=WAN_FPS)
+    buckets: tuple[tuple[int, int], ...] = setting(
+        ((832, 480), (480, 832)), "--bucket", "Bucket WIDTHxHEIGHT; repeat for several.")
+    size_multiple: int = setting(16, "--size-multiple", "Bucket sides must be multiples of this; a multiple "
+                                 "of 16 (32 for Wan2.2-TI2V-5B).", Range(16),
+                                 why="Wan's VAE downsamples 8x and the DiT patches 2x2")
     # Windows per shot.
-    mode: str = "chunk"
-    windows_per_shot: int = 3  # for mode=uniform
+    mode: str = setting("chunk", "--mode", "Windows per shot: head, chunk or uniform.", choices=MODES)
+    windows_per_shot: int = setting(3, "--windows", "Windows per shot for --mode uniform.", Range(1),
+                                    applies=(lambda s: s.mode == "uniform", "only --mode uniform uses it"))
     # Shot detection.
-    detector: str = "auto"  # transnetv2 on a GPU, cascade on a CPU
-    threshold: float = 0.5
-    boundary_trim_s: float = 0.25  # dropped at each side of every shot boundary
-    device: str = "auto"
+    detector: str = setting("auto", "--detector", "Shot detector (auto: transnetv2 on a GPU, cascade on a "
+                            "CPU).", choices=DETECTORS)
+    threshold: float = setting(0.5, "--threshold", "Transition probability threshold for transnetv2.",
+                               Range(0, 1, lo_open=True, hi_open=True),
+                               why="a probability: 0 would cut every frame, 1 none", applies=USES_SHOT_MODEL)
+    boundary_trim_s: float = setting(0.25, "--trim", "Seconds dropped at each side of every shot boundary.",
+                                     Range(0, 5), why="more than 5 s would leave almost no shot usable")
+    device: str = setting("auto", "--device", f"Device for the shot model: {DEVICE_FORMS}.", output=False,
+                          applies=USES_SHOT_MODEL)
     # Sources smaller than this fraction of the bucket (after cover scaling) are dropped;
     # between it and 1.0 the clip is kept but flagged as upscaled.
-    min_source_scale: float = 0.75
-    min_source_duration_s: float = 0.5
+    min_source_scale: float = setting(0.75, "--min-source-scale", "Drop sources that would need upscaling "
+                                      "beyond 1/this.", Range(0, 1, lo_open=True))
+    min_source_duration_s: float = setting(0.5, "--min-source-duration", "Drop sources shorter than this "
+                                           "many seconds.", Range(0))
     # Encoding.
-    crf: int = 18
-    preset: str = "medium"
-    workers: int = 1
+    crf: int = setting(18, "--crf", "x264 quality, lower is better.", Range(0, 51),
+                       why="libx264's range for 8-bit video; 0 is lossless")
+    preset: str = setting("medium", "--preset", "x264 preset (slower: smaller files, same quality).",
+                          choices=PRESETS)
+    workers: int = setting(1, "--workers", "Sources processed in parallel (--engine local).", Range(1),
+                           output=False)
     # Quality filters: a window failing an enabled filter is dropped before it is encoded; one
     # failing a disabled filter is kept with a flag. Defaults are justified in docs/quality.md.
-    filters: tuple[str, ...] = DEFAULT_FILTERS
-    min_motion: float = 0.2        # % of frame width per second (optical flow)
-    max_motion: float = 40.0
-    min_sharpness: float = 15.0    # variance of the Laplacian of luma at 320 px width
-    min_brightness: float = 25.0   # mean luma, 0-255 code values
-    max_brightness: float = 230.0
-    min_contrast: float = 10.0     # standard deviation of luma
-    max_text: float = 0.02         # fraction of the frame covered by static text-like regions
-    max_duplicate_distance: int = 6   # of 64 perceptual-hash bits
+    filters: tuple[str, ...] = setting(DEFAULT_FILTERS, "--filters", "Quality filters that drop, comma-"
+                                       f"separated from {','.join(FILTERS)} (\"\" for none).")
+    min_motion: float = setting(0.2, "--min-motion", "Static below this (% of frame width per second).",
+                                Range(0))
+    max_motion: float = setting(40.0, "--max-motion", "Fast above this (% of frame width per second).",
+                                Range(0, lo_open=True))
+    min_sharpness: float = setting(15.0, "--min-sharpness", "Blurred below this variance of the Laplacian.",
+                                   Range(0))
+    min_brightness: float = setting(25.0, "--min-brightness", "Dark below this mean luma.", Range(0, 255))
+    max_brightness: float = setting(230.0, "--max-brightness", "Bright above this mean luma.", Range(0, 255))
+    min_contrast: float = setting(10.0, "--min-contrast", "Flat below this luma standard deviation.",
+                                  Range(0))
+    max_text: float = setting(0.02, "--max-text", "Burned-in text above this fraction of the frame.",
+                              Range(0, 1))
+    max_duplicate_distance: int = setting(6, "--max-duplicate-distance", "Near-duplicates at or below this "
+                                          "many of 64 perceptual-hash bits.", Range(0, 64))
     # Black bars: rows/columns whose brightest pixel stays below this luma in every sample.
-    border_luma: int = 32
-    crop_borders: bool = True
-
-    # Settings that change a clip's pixels or timing; the rest (device, workers) do not.
-    OUTPUT_KEYS = (
-        "frames", "fps", "buckets", "size_multiple", "mode", "windows_per_shot", "detector",
-        "threshold", "boundary_trim_s", "min_source_scale", "min_source_duration_s", "crf", "preset",
-        "filters", "min_motion", "max_motion", "min_sharpness", "min_brightness", "max_brightness",
-        "min_contrast", "max_text", "max_duplicate_distance", "border_luma", "crop_borders",
-    )
+    border_luma: int = setting(32, "--border-luma", "Black-bar rows/columns stay below this luma.",
+                               Range(0, 255))
+    crop_borders: bool = setting(True, "--crop-borders", "Crop black bars before bucketing.")
 
     def __post_init__(self):
         object.__setattr__(self, "buckets", tuple(tuple(int(v) for v in b) for b in self.buckets))
         if isinstance(self.filters, str):  # "static,blur" from a flag or a TOML string
             object.__setattr__(self, "filters", tuple(f for f in self.filters.split(",") if f.strip()))
         object.__setattr__(self, "filters", tuple(f.strip() for f in self.filters))
+        for f in fields(self):
+            v = getattr(self, f.name)
+            # TOML writes 16 for 16.0: the same setting must give the same fingerprint.
+            if isinstance(f.default, float) and isinstance(v, int) and not isinstance(v, bool):
+                object.__setattr__(self, f.name, float(v))
         self.validate()
 
     def validate(self) -> None:
+        """Every value, whether from a flag, a TOML file or Python: its type, its range, then the
+        rules that tie settings together."""
+        for f in fields(self):
+            _check(f, getattr(self, f.name))
         if self.frames < 1 or (self.frames - 1) % 4 != 0:
             lo = max(1, (self.frames - 1) // 4 * 4 + 1)
             raise SettingsError(
                 f"frames={self.frames} is not of the form 4k+1 (Wan's VAE needs it); "
-                f"use {lo} or {lo + 4}")
-        if self.fps <= 0:
-            raise SettingsError(f"fps={self.fps} must be positive (Wan trains at 16)")
-        if self.mode not in MODES:
-            raise SettingsError(f"mode={self.mode!r}: choose one of {', '.join(MODES)}")
-        if self.detector not in DETECTORS:
-            raise SettingsError(f"detector={self.detector!r}: choose one of {', '.join(DETECTORS)}")
+                f"use {lo} or {lo + 4}", "frames")
+        if self.size_multiple % 16:
+            raise SettingsError(f"size_multiple={self.size_multiple}: must be a multiple of 16 (Wan's VAE "
+                                "downsamples 8x and the DiT patches 2x2; 32 for Wan2.2-TI2V-5B)",
+                                "size_multiple")
+        if not self.device == "auto" and not re.fullmatch(r"cpu|cuda(:\d+)?", self.device):
+            raise SettingsError(f"device={self.device!r}: choose {DEVICE_FORMS}", "device")
         if not self.buckets:
-            raise SettingsError("no buckets: give at least one WIDTHxHEIGHT")
+            raise SettingsError("no buckets: give at least one WIDTHxHEIGHT", "buckets")
         for w, h in self.buckets:
             if w <= 0 or h <= 0 or w % self.size_multiple or h % self.size_multiple:
                 raise SettingsError(
                     f"bucket {w}x{h}: both sides must be positive multiples of {self.size_multiple} "
-                    f"(Wan's VAE and patching need it; 32 for Wan2.2-TI2V-5B)")
-        if self.windows_per_shot < 1:
-            raise SettingsError("windows_per_shot must be at least 1")
-        if not 0 < self.min_source_scale <= 1:
-            raise SettingsError("min_source_scale must be in (0, 1]")
-        if self.boundary_trim_s < 0:
-            raise SettingsError("boundary_trim_s must be >= 0")
-        if self.workers < 1:
-            raise SettingsError("workers must be at least 1")
+                    f"(Wan's VAE and patching need it; 32 for Wan2.2-TI2V-5B)", "buckets")
         unknown = sorted(set(self.filters) - set(FILTERS))
         if unknown:
-            raise SettingsError(f"filters: unknown {', '.join(unknown)}; choose from {', '.join(FILTERS)}")
+            raise SettingsError(f"filters: unknown {', '.join(unknown)}; choose from {', '.join(FILTERS)}",
+                                "filters")
+        for lo, hi in (("min_motion", "max_motion"), ("min_brightness", "max_brightness")):
+            if getattr(self, lo) >= getattr(self, hi):
+                raise SettingsError(f"{lo}={getattr(self, lo):g} must be below {hi}={getattr(self, hi):g}", lo)
 
     def fingerprint(self) -> str:
-        d = {k: getattr(self, k) for k in self.OUTPUT_KEYS}
+        d = {k: getattr(self, k) for k in OUTPUT_KEYS}
         return hashlib.sha1(json.dumps(d, sort_keys=True, default=list).encode()).hexdigest()[:12]
 
     def to_dict(self) -> dict:
@@ -126,6 +196,36 @@ class Settings:
 
     def replace(self, **changes) -> "Settings":
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+# Settings that change a clip's pixels or timing; the rest (device, workers) do not.
+OUTPUT_KEYS = tuple(f.name for f in fields(Settings) if f.metadata["output"])
+Settings.OUTPUT_KEYS = OUTPUT_KEYS
+
+
+def _check(f, v) -> None:
+    """Type, choices and range of one setting, from its field's metadata."""
+    meta, name = f.metadata, f.name
+    kind = type(f.default)
+    if kind is bool:
+        ok = isinstance(v, bool)
+    elif kind is int:
+        ok = isinstance(v, int) and not isinstance(v, bool)
+    elif kind is float:
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    elif kind is str:
+        ok = isinstance(v, str)
+    else:
+        ok = isinstance(v, tuple)
+    if not ok:
+        what = {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}.get(kind, "a list")
+        raise SettingsError(f"{name}={v!r}: must be {what}", name)
+    if meta["choices"] and v not in meta["choices"]:
+        raise SettingsError(f"{name}={v!r}: choose one of {', '.join(meta['choices'])}", name)
+    r = meta["range"]
+    if r is not None and v not in r:
+        why = f" ({meta['why']})" if meta["why"] else ""
+        raise SettingsError(f"{name}={v:g} is out of range: valid {r}{why}", name)
 
 
 def parse_bucket(text: str) -> tuple[int, int]:
@@ -138,12 +238,18 @@ def parse_bucket(text: str) -> tuple[int, int]:
 
 def _coerce(name: str, value):
     if name == "buckets":
+        if isinstance(value, str) or not isinstance(value, (list, tuple)):
+            raise SettingsError(f"buckets={value!r}: a list of \"WIDTHxHEIGHT\" strings", "buckets")
         return tuple(parse_bucket(v) if isinstance(v, str) else tuple(v) for v in value)
+    if name == "filters" and isinstance(value, list):
+        return tuple(value)
     return value
 
 
 def load_settings(config_path: str | Path | None = None, **overrides) -> Settings:
-    """Defaults, then the TOML file's ``[ingest]`` table (or top level), then overrides."""
+    """Defaults, then the TOML file's ``[ingest]`` table (or top level), then overrides.
+    The file's values are checked on their own first, so an error names the file when the
+    bad value is the file's and the setting (the flag) when it is an override's."""
     known = {f.name for f in fields(Settings)}
     values: dict = {}
     if config_path is not None:
@@ -160,6 +266,10 @@ def load_settings(config_path: str | Path | None = None, **overrides) -> Setting
             raise SettingsError(
                 f"config file {path}: unknown setting(s) {', '.join(unknown)}; "
                 f"`wandata config show` lists the valid ones")
-        values.update({k: _coerce(k, v) for k, v in data.items()})
+        try:
+            values.update({k: _coerce(k, v) for k, v in data.items()})
+            Settings(**values)
+        except (SettingsError, TypeError, ValueError) as e:
+            raise SettingsError(f"config file {path}: {e}", getattr(e, "key", None), from_file=True) from None
     values.update({k: _coerce(k, v) for k, v in overrides.items() if v is not None})
     return Settings(**values)

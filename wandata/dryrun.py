@@ -9,13 +9,16 @@ sources into an empty dataset writes.
 from __future__ import annotations
 
 from collections import Counter
+from contextlib import closing
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
-from . import quality
+from . import quality, reasons
 from .config import Settings
 from .discover import discover
-from .pipeline import failed_record, process_source
+from .engine import LocalEngine
+from .pipeline import failed_record, gpu_wanted, process_source
 from .plan import window_starts
 from .records import DROPPED, KEPT, ClipRecord, SourceRecord
 
@@ -40,7 +43,7 @@ class Plan:
             "by_orientation": dict(Counter(c.orientation for c in kept)),
             "by_frames": dict(Counter(str(c.num_frames) for c in kept)),
             "seconds": round(sum(c.end_s - c.start_s for c in kept), 2),
-            "dropped_by": dict(Counter(_why(c.reason) for c in self.clips if c.status == DROPPED)),
+            "dropped_by": dict(Counter(_why(c) for c in self.clips if c.status == DROPPED)),
         }
 
     def material(self) -> list[dict]:
@@ -50,7 +53,7 @@ class Plan:
         fps, s = self.settings.fps, self.settings
         # Every source with shots, also those whose clips were all filtered out; not a copy.
         lengths = [round((b - a) * fps) for src in self.sources
-                   if not src.reason.startswith("same content") for a, b in src.shots]
+                   if src.reason_code != "duplicate_content" for a, b in src.shots]
         total = sum(lengths) / fps
         out = []
         for n in FRAME_COUNTS:
@@ -70,40 +73,42 @@ class Plan:
                             for s in self.sources]}
 
 
-def _why(reason: str) -> str:
-    """The reason's kind: the quality filter's name, or the first words."""
-    if reason.startswith("dropped by quality filter "):
-        return reason.split()[4].rstrip(":")
-    if reason.startswith("shot is "):
-        return "shot too short"
-    return reason.split(";")[0][:40]
+def _why(c: ClipRecord) -> str:
+    """The reason's kind: the quality filter's name, or the reason code."""
+    return reasons.filter_of(c.reason_code) or c.reason_code
 
 
 def _source(s: SourceRecord) -> dict:
-    keys = ("path", "status", "reason", "display_width", "display_height", "duration_s", "fps",
+    keys = ("path", "status", "reason_code", "reason", "display_width", "display_height", "duration_s", "fps",
             "crop", "shots")
     return {k: getattr(s, k) for k in keys}
 
 
 def _clip(c: ClipRecord) -> dict:
-    keys = ("clip_id", "path", "status", "reason", "shot_index", "window_index", "start_s", "end_s",
+    keys = ("clip_id", "path", "status", "reason_code", "reason", "shot_index", "window_index", "start_s", "end_s",
             "num_frames", "bucket", "orientation", "motion", "sharpness", "brightness", "contrast",
             "text", "flags")
     return {k: getattr(c, k) for k in keys}
 
 
-def make_plan(sources, dataset: Path, settings: Settings, on_source=None) -> Plan:
+def make_plan(sources, dataset: Path, settings: Settings, on_source=None, engine=None) -> Plan:
+    """``engine``: where the sources are planned, as for ingest (default: the local engine with
+    ``settings.workers``); ``on_source(path)`` is called as each source's plan comes back."""
     dataset = Path(dataset).resolve()
     files = sorted(str(p.resolve()) for p in discover(sources, exclude=[dataset]))
     plan = Plan(settings)
+    job = partial(process_source, settings=settings, dataset=dataset, dry_run=True)
+    failed = partial(failed_record, settings=settings)  # as in ingest: recorded, the plan goes on
+    done = {}
+    engine = engine or LocalEngine(settings.workers)
+    with closing(engine.results(job, failed, files, gpu=gpu_wanted(settings))) as results:
+        for src, clips in results:
+            if on_source:
+                on_source(src.path)
+            done[src.path] = (src, clips)
     seen: dict[str, str] = {}
-    for f in files:
-        if on_source:
-            on_source(f)
-        try:
-            src, clips = process_source(f, settings, dataset, dry_run=True)
-        except Exception as e:  # noqa: BLE001 - as in ingest: recorded, the plan goes on
-            src, clips = failed_record(f, e, settings)
+    for f in files:  # in path order whatever order they finished in: the same copy is kept
+        src, clips = done[f]
         if src.status == KEPT and src.content_hash in seen:
             src.status, src.reason = DROPPED, f"same content as {seen[src.content_hash]}; kept that copy only"
             clips = []

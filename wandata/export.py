@@ -7,7 +7,10 @@ exported, with paths relative to the dataset directory where the trainer allows 
 mode, so a trainer reads the clips exactly as curated (see docs/export.md).
 
 Every file is written to a temporary name and renamed into place, so a crash never leaves
-a half-written metadata file for a trainer to read.
+a half-written metadata file for a trainer to read. An export never writes over what it did
+not write, never onto the dataset, and never follows a path read from a file (the manifest,
+an earlier ``wandata_export.json``) out of the folder it belongs to (``wandata.atomic``,
+``wandata.confine``; docs/export.md, "What export refuses and why").
 """
 from __future__ import annotations
 
@@ -25,8 +28,10 @@ from pathlib import Path
 import tomli_w
 
 from . import __version__
+from . import atomic
+from .atomic import OutputRefused
+from .confine import OUTSIDE_ROOT, OutsideRoot, inside
 from .manifest import Manifest
-from .media import atomic_replace
 from .records import KEPT, ClipRecord
 
 DIFFSYNTH_FORMATS = ("csv", "json", "jsonl")
@@ -61,6 +66,12 @@ class Item:
     clip: ClipRecord
     video: str    # POSIX path relative to the dataset directory
     prompt: str
+    file: Path | None = None   # the clip's file, resolved and checked to lie inside the dataset
+
+
+def refusal(code: str, message: str, **where) -> dict:
+    """One refused row of an export (``summary["refused"]``)."""
+    return {"code": code, "message": message, **where}
 
 
 def csv_hazard(text: str) -> str:
@@ -80,16 +91,34 @@ def csv_hazard(text: str) -> str:
     return "pandas reads it as a number when the whole column looks numeric"
 
 
-def collect(dataset_dir: Path, fallback_caption: str | None = None) -> list[Item]:
-    """The kept clips of the dataset with their prompts, in manifest order."""
+def collect(dataset_dir: Path, fallback_caption: str | None = None,
+            refused: list[dict] | None = None) -> list[Item]:
+    """The kept clips of the dataset with their prompts, in manifest order.
+
+    A clip whose manifest path leads outside the dataset (``../x``, an absolute path, a
+    link pointing out) is left out and appended to ``refused``; the others go on.
+    """
     dataset_dir = Path(dataset_dir)
+    refused = refused if refused is not None else []
     manifest = Manifest(dataset_dir)
     if not manifest.path.exists():
         raise ExportError(f"no manifest at {manifest.path}: run `wandata ingest SOURCES -o {dataset_dir}` first, "
                           "or point --dataset at a wandata dataset directory")
-    kept = [c for c in manifest.all_clips() if c.status == KEPT]
+    kept, files = [], {}
+    for c in manifest.all_clips():
+        if c.status != KEPT:
+            continue
+        if c.path:
+            try:
+                files[c.clip_id] = inside(dataset_dir, c.path, f"clip path of {c.clip_id} in {manifest.path}")
+            except OutsideRoot as e:
+                refused.append(refusal(OUTSIDE_ROOT, str(e), clip_id=c.clip_id, path=c.path))
+                continue
+        kept.append(c)
     if not kept:
-        raise ExportError(f"{manifest.path} lists no kept clips, so there is nothing to export")
+        why = f" ({len(refused)} refused: their paths lead outside the dataset)" if refused else ""
+        raise ExportError(f"{manifest.path} lists no kept clips{why}, so there is nothing to export",
+                          [r["message"] for r in refused])
     if fallback_caption is not None and not fallback_caption.strip():
         raise ExportError("--fallback-caption is blank; give the text uncaptioned clips should get")
     uncaptioned = [c for c in kept if not c.caption.strip()]
@@ -98,7 +127,7 @@ def collect(dataset_dir: Path, fallback_caption: str | None = None) -> list[Item
             f"{len(uncaptioned)} of {len(kept)} kept clips in {dataset_dir} have no caption: caption them, "
             "or pass --fallback-caption TEXT to give them that text",
             [f"{c.path} ({c.clip_id})" for c in uncaptioned])
-    missing = [c for c in kept if not c.path or not (dataset_dir / c.path).is_file()]
+    missing = [c for c in kept if not c.path or not files[c.clip_id].is_file()]
     if missing:
         raise ExportError(
             f"{len(missing)} kept clips listed in {manifest.path} have no file: restore them or re-ingest "
@@ -109,8 +138,8 @@ def collect(dataset_dir: Path, fallback_caption: str | None = None) -> list[Item
         raise ExportError(
             f"kept clips have different frame counts ({dict(frames)}); a training run reads one "
             "num_frames, so re-ingest with a single --frames")
-    return [Item(c, Path(c.path).as_posix(), c.caption if c.caption.strip() else fallback_caption)
-            for c in kept]
+    return [Item(c, Path(c.path).as_posix(), c.caption if c.caption.strip() else fallback_caption,
+                 files[c.clip_id]) for c in kept]
 
 
 def split_by_source(items: list[Item], fraction: float) -> tuple[list[Item], list[Item]]:
@@ -185,8 +214,24 @@ def settings_dict(fmt: str, dataset_dir: Path, settings_path: Path, metadata: Pa
     }
 
 
+def is_settings(path: Path) -> bool:
+    """Whether ``path`` is an export settings file: a JSON object with our ``schema``."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and data.get("schema") == SCHEMA
+
+
 def read_settings(path: Path) -> dict:
-    """Load a settings file with its paths made absolute (they are stored relative to it)."""
+    """Load a settings file with its paths made absolute (they are stored relative to it).
+
+    ``metadata_path`` and ``validation_metadata_path`` must lie in the settings file's own
+    folder (every export writes them there); one that leads elsewhere is refused
+    (``OutsideRoot`` in the message), since a trainer would read it and a re-export would
+    replace or delete it. ``dataset_base_path`` may be anywhere: the dataset need not be
+    near its export, and it is only read.
+    """
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -195,9 +240,14 @@ def read_settings(path: Path) -> dict:
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         raise ExportError(f"{path} is not a wandata export settings file (schema {SCHEMA!r}); "
                           "re-run `wandata export` to write one")
-    for key in ("dataset_base_path", "metadata_path", "validation_metadata_path"):
+    if data.get("dataset_base_path") is not None:
+        data["dataset_base_path"] = str((path.parent / data["dataset_base_path"]).resolve())
+    for key in ("metadata_path", "validation_metadata_path"):
         if data.get(key) is not None:
-            data[key] = str((path.parent / data[key]).resolve())
+            try:
+                data[key] = str(inside(path.parent, str(data[key]), f"{key} in {path}"))
+            except OutsideRoot as e:
+                raise ExportError(f"{e} (reason code {e.code})") from None
     return data
 
 
@@ -214,18 +264,7 @@ def diffsynth_args(settings: dict) -> list[str]:
 
 # --- writing ---------------------------------------------------------------------------
 
-def _write_text(path: Path, text: str, check=None) -> None:
-    """Write ``text`` as UTF-8 under a temporary name, run ``check(tmp)``, rename into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        if check is not None:
-            check(tmp)
-        atomic_replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+_write_text = atomic.write_text
 
 
 def metadata_text(items: list[Item], fmt: str) -> str:
@@ -291,7 +330,7 @@ def musubi_files(dataset_dir: Path, out_dir: Path, items: list[Item], prefix: st
     for name, group in _by_bucket(items).items():
         c = group[0].clip
         jsonl = f"{prefix}{name}.jsonl"
-        files[jsonl] = "".join(json.dumps({"video_path": str((dataset_dir / it.video).resolve()),
+        files[jsonl] = "".join(json.dumps({"video_path": str(it.file or (dataset_dir / it.video).resolve()),
                                            "caption": it.prompt}, ensure_ascii=True) + "\n" for it in group)
         datasets.append({
             "video_jsonl_file": str((out_dir / jsonl).resolve()),
@@ -373,19 +412,17 @@ def write_diffusion_pipe(dataset_dir: Path, out_dir: Path, train: list[Item], va
                          settings_text: str) -> dict:
     """Clip directories with same-name .txt captions, dataset.toml (+ eval_dataset.toml).
 
-    Built in a temporary directory, settings file included, and swapped in whole, so a
-    trainer never sees a half-filled directory.
+    Built in a temporary directory beside ``out_dir``, settings file included, and swapped
+    in whole (``atomic.replace_dir``), so a trainer never sees a half-filled directory and
+    the old export goes only once the new one is complete. ``out_dir`` is replaced only if
+    it is new, empty, or an earlier diffusion-pipe export (``OutputRefused`` otherwise).
     """
-    out_dir = out_dir.resolve()
-    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / SETTINGS_NAME).exists():
-        raise ExportError(f"{out_dir} exists and was not written by `wandata export`; it would be replaced "
-                          "whole, so choose another --out or empty it")
+    out_dir = Path(os.path.abspath(out_dir))
     c0 = (train + val)[0].clip
     bucket = dp_frame_bucket(c0.num_frames, c0.fps)
-    tmp = out_dir.with_name(f".{out_dir.name}.{os.getpid()}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
     methods: Counter = Counter()
-    try:
+
+    def build(tmp: Path) -> None:
         for sub, items, toml_name in (("train", train, "dataset.toml"), ("val", val, "eval_dataset.toml")):
             if not items:
                 continue
@@ -398,7 +435,7 @@ def write_diffusion_pipe(dataset_dir: Path, out_dir: Path, train: list[Item], va
                     if (d / name).exists():
                         raise ExportError(f"two clips are both named {name} in bucket {d.name}; "
                                           "diffusion-pipe pairs captions by file name")
-                    methods[_link_or_copy(dataset_dir / it.video, d / name)] += 1
+                    methods[_link_or_copy(it.file, d / name)] += 1
                     # diffusion-pipe strips the caption it reads; newlines inside survive.
                     (d / name).with_suffix(".txt").write_text(it.prompt, encoding="utf-8")
             header = [f"diffusion-pipe dataset config written by wandata {__version__} from {dataset_dir.resolve()}",
@@ -406,18 +443,45 @@ def write_diffusion_pipe(dataset_dir: Path, out_dir: Path, train: list[Item], va
                       "(see docs/export.md)"]
             (tmp / toml_name).write_text(_toml(header, _dp_config(dirs, bucket)), encoding="utf-8")
         (tmp / SETTINGS_NAME).write_text(settings_text, encoding="utf-8")
-        _swap_dir(tmp, out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+
+    atomic.replace_dir(out_dir, build, _export_folder("diffusion-pipe"), dataset=dataset_dir,
+                       what="diffusion-pipe export", how=_OWNED_HOW)
     return {"frame_bucket": bucket, "linked": dict(methods)}
 
 
-def _swap_dir(new: Path, final: Path) -> None:
-    old = final.with_name(f".{final.name}.{os.getpid()}.old")
-    if final.exists():
-        os.replace(final, old)
-    os.replace(new, final)
-    shutil.rmtree(old, ignore_errors=True)
+# --- what is ours ------------------------------------------------------------------------------
+
+_OWNED_HOW = f"an export folder carries {SETTINGS_NAME} with schema {SCHEMA!r} and its format"
+
+
+def _settings_format(path: Path) -> str | None:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data.get("format") if isinstance(data, dict) and data.get("schema") == SCHEMA else None
+
+
+def _export_folder(fmt: str):
+    """Whether a folder is an earlier export of this format (only that may be replaced)."""
+    def owned(folder: Path) -> bool:
+        marker = folder / SETTINGS_NAME
+        return not marker.is_symlink() and _settings_format(marker) == fmt
+    return owned
+
+
+def _named_by_settings(path: Path) -> bool:
+    """Whether the export settings beside ``path`` name it as their (validation) metadata:
+    how a DiffSynth metadata file is known to be ours."""
+    settings = path.parent / SETTINGS_NAME
+    try:
+        data = json.loads(settings.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        return False
+    named = {data.get(k) for k in ("metadata_path", "validation_metadata_path")}
+    return path.name in named
 
 
 # --- the whole export --------------------------------------------------------------------
@@ -442,7 +506,8 @@ def export(dataset_dir: Path, fmt: str, out: Path | None = None, split: float | 
     if fmt not in FORMATS:
         raise ExportError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
     dataset_dir = Path(dataset_dir)
-    items = collect(dataset_dir, fallback_caption)
+    refused: list[dict] = []
+    items = collect(dataset_dir, fallback_caption, refused)
     train, val, split_info = items, [], None
     if split is not None:
         train, val = split_by_source(items, split)
@@ -457,19 +522,28 @@ def export(dataset_dir: Path, fmt: str, out: Path | None = None, split: float | 
     settings_path, metadata, val_path = _paths(fmt, out, bool(val))
     settings = settings_dict(fmt, dataset_dir, settings_path, metadata, val_path, train, val, split_info)
     settings_text = json.dumps(settings, indent=2, ensure_ascii=False) + "\n"
-    stale = _previous_validation(settings_path)
+    # Every file's text is built and every output checked before anything is written,
+    # so a refusal leaves nothing half-done.
+    texts = [(path, group, metadata_text(group, fmt)) for path, group in ((val_path, val), (out, train))
+             if group] if fmt in DIFFSYNTH_FORMATS else []
+    try:
+        _check_outputs(fmt, dataset_dir, out, settings_path, metadata, val_path)
+    except OutputRefused as e:
+        raise ExportError(str(e)) from None
+    stale = _previous_validation(settings_path, refused)
     extra: dict = {}
-    if fmt in DIFFSYNTH_FORMATS:
-        # Build every file's text before writing any, so a refusal leaves nothing half-done.
-        texts = [(path, group, metadata_text(group, fmt)) for path, group in ((val_path, val), (out, train)) if group]
-        for path, group, text in texts:
-            _write_text(path, text, _pandas_check(group) if fmt == "csv" else None)
-        _write_text(settings_path, settings_text)
-    elif fmt == "musubi":
-        write_musubi(dataset_dir, out, train, val)
-        _write_text(settings_path, settings_text)
-    else:
-        extra = write_diffusion_pipe(dataset_dir, out, train, val, settings_text)
+    try:
+        if fmt in DIFFSYNTH_FORMATS:
+            for path, group, text in texts:
+                _write_text(path, text, _pandas_check(group) if fmt == "csv" else None)
+            _write_text(settings_path, settings_text)
+        elif fmt == "musubi":
+            write_musubi(dataset_dir, out, train, val)
+            _write_text(settings_path, settings_text)
+        else:
+            extra = write_diffusion_pipe(dataset_dir, out, train, val, settings_text)
+    except OutputRefused as e:
+        raise ExportError(str(e)) from None
     if stale is not None and stale != (val_path.resolve() if val_path else None):
         # A validation list from an earlier --split must not outlive it: a trainer
         # pointed at it would validate on clips it now trains on.
@@ -480,17 +554,50 @@ def export(dataset_dir: Path, fmt: str, out: Path | None = None, split: float | 
     return {"format": fmt, "metadata": str(metadata), "validation_metadata": str(val_path) if val_path else None,
             "settings": str(settings_path), "train": len(train), "validation": len(val),
             "resolution_mode": settings["resolution_mode"], "buckets": settings["buckets"],
-            "num_frames": settings["num_frames"], **extra, "warnings": _warnings(items, fmt)}
+            "num_frames": settings["num_frames"], **extra, "refused": refused,
+            "warnings": _warnings(items, fmt)}
 
 
-def _previous_validation(settings_path: Path) -> Path | None:
-    if not settings_path.exists():
-        return None
-    try:
-        previous = read_settings(settings_path).get("validation_metadata_path")
-    except ExportError:
+def _check_outputs(fmt: str, dataset_dir: Path, out: Path, settings_path: Path, metadata: Path,
+                   val_path: Path | None) -> None:
+    """Refuse (``OutputRefused``) before anything is written unless every output is new or ours."""
+    if fmt in DIFFSYNTH_FORMATS:
+        how = f"its folder's {SETTINGS_NAME} names it"
+        for path in (metadata, val_path):
+            if path is not None:
+                atomic.check_file(path, _named_by_settings, dataset=dataset_dir, what="metadata file", how=how)
+        atomic.check_file(settings_path, is_settings, dataset=dataset_dir, what="export settings file",
+                          how=f"schema {SCHEMA!r}")
+    else:
+        atomic.check_dir(out, _export_folder(fmt), dataset=dataset_dir, what=f"{fmt} export", how=_OWNED_HOW)
+
+
+# An earlier export's validation list is removed only if it has the name and place an
+# export gives it: the file an edited settings file names could be anything.
+_VAL_NAMES = ("dataset_val.toml", "eval_dataset.toml")
+_VAL_SUFFIXES = tuple(f"_val.{f}" for f in DIFFSYNTH_FORMATS)
+
+
+def _previous_validation(settings_path: Path, refused: list[dict]) -> Path | None:
+    """The validation list an earlier export in this place wrote, if it may be removed."""
+    if settings_path.is_symlink() or not is_settings(settings_path):
         return None   # not ours: leave everything alone
-    return Path(previous) if previous else None
+    value = json.loads(settings_path.read_text(encoding="utf-8")).get("validation_metadata_path")
+    if not value:
+        return None
+    what = f"validation_metadata_path in {settings_path}"
+    try:
+        path = inside(settings_path.parent, str(value), what)
+    except OutsideRoot as e:
+        refused.append(refusal(OUTSIDE_ROOT, f"{e}; it was not removed", path=str(value), file=str(settings_path)))
+        return None
+    lexical = Path(os.path.abspath(settings_path.parent / str(value)))
+    if (lexical.parent != Path(os.path.abspath(settings_path.parent)) or lexical.is_symlink()
+            or not (lexical.name in _VAL_NAMES or lexical.name.endswith(_VAL_SUFFIXES))):
+        refused.append(refusal(atomic.REFUSED, f"{what} names {value!r}, which is not a validation list an "
+                               "export writes; it was not removed", path=str(value), file=str(settings_path)))
+        return None
+    return path
 
 
 def _warnings(items: list[Item], fmt: str) -> list[str]:

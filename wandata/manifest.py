@@ -13,7 +13,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .records import ClipRecord, SourceRecord
+from .records import FAILED, ClipRecord, SourceRecord
 
 MANIFEST_NAME = "manifest.parquet"
 
@@ -59,9 +59,19 @@ class Manifest:
                 self.clips.setdefault(rec.source_path, []).append(rec)
 
     def done(self, path: str, fingerprint: str, content_hash: str | None = None) -> bool:
+        """Finished with these settings, and nothing in it failed: a failure is an accident
+        (a failed encode, a full disk, a bug), so a rerun tries again; a drop is a decision
+        and stays done."""
         rec = self.sources.get(path)
         return (rec is not None and rec.settings_fingerprint == fingerprint
-                and (content_hash is None or rec.content_hash == content_hash))
+                and (content_hash is None or rec.content_hash == content_hash)
+                and not self.failed(path))
+
+    def failed(self, path: str) -> bool:
+        """The source, or one of its clips, failed."""
+        rec = self.sources.get(path)
+        return rec is not None and (rec.status == FAILED
+                                    or any(c.status == FAILED for c in self.clips.get(path, [])))
 
     def put(self, source: SourceRecord, clips: list[ClipRecord]) -> None:
         self.sources[source.path] = source
@@ -81,10 +91,22 @@ class Manifest:
         self.dir.mkdir(parents=True, exist_ok=True)
         table = pa.Table.from_pylist(self.rows(), schema=SCHEMA)
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        pq.write_table(table, tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
+        try:
+            pq.write_table(table, tmp)
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # e.g. the disk filled: the previous manifest stands
+            raise
+
+    def remove_stale_temporaries(self) -> int:
+        """Temporary manifests that a killed run left (a kill between write and rename)."""
+        n = 0
+        for p in self.dir.glob(f".{self.path.name}.*.tmp"):
+            p.unlink(missing_ok=True)
+            n += 1
+        return n
 
 
 def read_table(dataset_dir: Path) -> pa.Table:

@@ -22,7 +22,7 @@ from typing import Callable
 
 from . import borders
 from . import bucket as bucket_mod
-from . import quality
+from . import confine, quality, reasons
 from .config import Settings
 from .discover import discover
 from .engine import LocalEngine
@@ -71,11 +71,10 @@ def process_source(path: str, settings: Settings, dataset: Path,
     if fit.scale > 1 / settings.min_source_scale:
         cw, ch = (box[2], box[3]) if box else (src.display_width, src.display_height)
         inside = " inside its black bars" if box else ""
-        src.status = DROPPED
-        src.reason = (f"source is {cw}x{ch}{inside}; filling the "
-                      f"{fit.name} bucket would upscale it {fit.scale:.2f}x (limit "
-                      f"{1 / settings.min_source_scale:.2f}x from --min-source-scale "
-                      f"{settings.min_source_scale}); lower --min-source-scale to keep it")
+        src.set(DROPPED, "too_small", f"source is {cw}x{ch}{inside}; filling the "
+                f"{fit.name} bucket would upscale it {fit.scale:.2f}x (limit "
+                f"{1 / settings.min_source_scale:.2f}x from --min-source-scale "
+                f"{settings.min_source_scale}); lower --min-source-scale to keep it")
         return _done(src, [], timings)
 
     out_dir = clip_dir(dataset, src)
@@ -95,9 +94,10 @@ def process_source(path: str, settings: Settings, dataset: Path,
     timings["stream_s"] = time.perf_counter() - t
     tl = made.timeline
     if not tl.times:
-        src.status, src.reason = FAILED, "no frame could be decoded; the file is corrupt"
+        src.set(FAILED, "decode_error", "no frame could be decoded; the file is corrupt")
         return _done(src, [], timings)
     if tl.decode_error and not src.reason:
+        src.reason_code = "decode_error"  # a warning on the source while it yields clips
         src.reason = ("the video could not be decoded to its end (the file is damaged); "
                       "clips come from the readable part only")
     origin, fps = tl.times[0], settings.fps
@@ -109,42 +109,61 @@ def process_source(path: str, settings: Settings, dataset: Path,
         c.start_s, c.end_s = origin + w.start / fps, origin + (w.start + w.n) / fps
         c.src_frames = [tl.grid_src[j] for j in w.frames]
         c.path = clip_path(w).relative_to(dataset).as_posix()
-        scores, drop, c.flags = made.scores[w]
+        scores, code, drop, c.flags = made.scores[w]
         quality.copy_scores(scores, c)
         if drop:
-            c.status, c.reason, c.path = DROPPED, drop, ""
+            c.set(DROPPED, code, drop)
+            c.path = ""
         elif dry_run:
             pass  # would be written
         elif w in made.errors:
-            c.status, c.reason = FAILED, made.errors[w]
+            c.set(FAILED, *made.errors[w])
         else:
             decoded, problem = made.verified[w]
             c.verified_frames, c.verified_fps = decoded.frames, decoded.fps
             c.verified_size = f"{decoded.width}x{decoded.height}"
             c.decoded_digest = decoded.digest
             if problem:
-                c.status, c.reason = FAILED, f"verification failed: {problem}"
+                c.set(FAILED, "verify_failed", f"verification failed: {problem}")
                 clip_path(w).unlink(missing_ok=True)
         clips.append(c)
     for d in made.dropped:
         c = _clip_record(src, settings, fit, d.shot_index, -1, d.shot, origin)
-        c.status, c.reason = DROPPED, d.reason
+        c.set(DROPPED, d.code, d.reason)
         clips.append(c)
     clips.sort(key=lambda c: (c.shot_index, c.window_index))
     # Files of an earlier run of this source that this plan did not produce are stale.
     planned = {Path(c.path).name for c in clips if c.path}
-    for old in (out_dir.iterdir() if out_dir.exists() and not dry_run else []):
+    for old in (out_dir.iterdir() if out_dir.is_dir() and not dry_run else []):
         if old.name not in planned:
             old.unlink()
 
     if not any(c.status == KEPT for c in clips):
-        # A damaged file that yields nothing failed; a healthy one with only short shots was curated out.
-        src.status = FAILED if src.reason else DROPPED
-        filtered = any(c.status == DROPPED and c.window_index >= 0 for c in clips)
-        src.reason = src.reason or (
-            "every clip was dropped by the quality filters; see the clip rows' reasons" if filtered
-            else "no shot is long enough for one clip; see the dropped clip rows for each shot's length")
+        _no_clips_verdict(src, clips)
     return _done(src, clips, timings)
+
+
+def _no_clips_verdict(src: SourceRecord, clips: list[ClipRecord]) -> None:
+    """Why a source gave no clip. Clips that could not be written are the cause when there are
+    any (the material was fine: a rerun retries it); a damaged file that yields nothing failed;
+    a healthy one whose shots were all too short or filtered out was curated out."""
+    failed = [c for c in clips if c.status == FAILED]
+    if failed:
+        codes = [c.reason_code for c in failed]
+        code = "disk_full" if "disk_full" in codes else codes[0]
+        first = next(c for c in failed if c.reason_code == code)
+        planned = sum(c.window_index >= 0 for c in clips)
+        note = f" (also: {src.reason})" if src.reason else ""
+        src.set(FAILED, code, f"{len(failed)} of {planned} planned clips could not be written; "
+                f"the first: {first.reason}{note}")
+    elif src.reason_code:
+        src.status = FAILED  # truncated / decode_error: the damage is why nothing is left
+    elif any(c.status == DROPPED and c.window_index >= 0 for c in clips):
+        src.set(DROPPED, "all_filtered",
+                "every clip was dropped by the quality filters; see the clip rows' reasons")
+    else:
+        src.set(DROPPED, "no_long_shot",
+                "no shot is long enough for one clip; see the dropped clip rows for each shot's length")
 
 
 def _clip_record(src, settings, fit, shot_index, window_index, shot, origin) -> ClipRecord:
@@ -175,6 +194,7 @@ class Summary:
     buckets: dict[str, int] = field(default_factory=dict)
     skipped: int = 0
     processed: int = 0
+    retried: int = 0     # of the processed: sources that had failed (or had a failed clip) before
     seconds: float = 0.0
     dataset: str = ""
     problems: list[dict] = field(default_factory=list)
@@ -187,13 +207,15 @@ def summarize(manifest: Manifest, summary: Summary) -> Summary:
     for src in manifest.sources.values():
         summary.sources[src.status] = summary.sources.get(src.status, 0) + 1
         if src.status != KEPT or src.reason:
-            summary.problems.append({"file": src.path, "status": src.status, "reason": src.reason})
+            summary.problems.append({"file": src.path, "status": src.status, "code": src.reason_code,
+                                     "reason": src.reason})
     for c in manifest.all_clips():
         summary.clips[c.status] = summary.clips.get(c.status, 0) + 1
         if c.status == KEPT:
             summary.buckets[c.bucket] = summary.buckets.get(c.bucket, 0) + 1
         elif c.status == FAILED:
-            summary.problems.append({"file": c.path or c.source_path, "status": c.status, "reason": c.reason})
+            summary.problems.append({"file": c.path or c.source_path, "status": c.status,
+                                     "code": c.reason_code, "reason": c.reason})
     return summary
 
 
@@ -207,10 +229,14 @@ def ingest(sources: list[str | Path], dataset: Path, settings: Settings, progres
     dataset.mkdir(parents=True, exist_ok=True)
     cleanup_partials(dataset / CLIPS_DIR)
     manifest = Manifest(dataset)
+    manifest.remove_stale_temporaries()
     files = [str(p.resolve()) for p in discover(sources, exclude=[dataset])]
     fp = settings.fingerprint()
     todo = [f for f in files if not manifest.done(f, fp)]
-    summary = Summary(dataset=str(dataset), skipped=len(files) - len(todo))
+    # Failed with these very settings: tried again once per run (a file that fails every time
+    # costs one attempt per run, never a loop).
+    retried = sum(1 for f in todo if manifest.failed(f) and manifest.sources[f].settings_fingerprint == fp)
+    summary = Summary(dataset=str(dataset), skipped=len(files) - len(todo), retried=retried)
     seen_hashes = {s.content_hash: s.path for s in manifest.sources.values()
                    if s.content_hash and s.path not in todo and s.status == KEPT}
 
@@ -226,10 +252,11 @@ def ingest(sources: list[str | Path], dataset: Path, settings: Settings, progres
             for c in clips:
                 if c.path:
                     (dataset / c.path).unlink(missing_ok=True)
-            src.status, src.reason = DROPPED, f"same content as {dup}; kept that copy only"
+            src.set(DROPPED, "duplicate_content", f"same content as {dup}; kept that copy only")
             clips = []
         elif src.content_hash:
             seen_hashes.setdefault(src.content_hash, src.path)
+        _remove_replaced(dataset, manifest.clips.get(src.path, []), clips)
         manifest.put(src, clips)
         manifest.save()
         summary.processed += 1
@@ -259,18 +286,37 @@ def ingest(sources: list[str | Path], dataset: Path, settings: Settings, progres
     finally:
         bar.close()
         cleanup_partials(dataset / CLIPS_DIR)
-    if "duplicate" in settings.filters and summary.processed:
+    # Also when nothing was processed: a run killed after its last source but before this
+    # step must still end as an uninterrupted one would. Finding none is cheap.
+    if "duplicate" in settings.filters:
         quality.drop_duplicates(manifest, dataset, settings)
     summary.seconds = round(time.perf_counter() - t0, 2)
     return summarize(manifest, summary)
 
 
+def _remove_replaced(dataset: Path, old: list[ClipRecord], new: list[ClipRecord]) -> None:
+    """Clip files of a source's previous rows that its new rows do not list (a retry that failed
+    differently, new settings): the manifest must list every file in clips/."""
+    keep = {c.path for c in new if c.path}
+    for c in old:
+        if c.path and c.path not in keep:
+            try:
+                confine.inside(dataset, c.path, "clip path in manifest.parquet").unlink(missing_ok=True)
+            except confine.OutsideRoot:
+                pass  # never delete outside the dataset; the row is replaced all the same
+
+
 def failed_record(path: str, error: BaseException, settings: Settings) -> tuple[SourceRecord, list[ClipRecord]]:
-    """The verdict on a source whose processing raised: recorded against the file, the run goes on."""
+    """The verdict on a source whose processing raised: recorded against the file, the run goes on
+    (and the next run tries it again: a failure is not a decision)."""
     detail = (str(error).strip().splitlines() or [""])[0]  # a reason for people, not a traceback
-    src = SourceRecord(path=path, status=FAILED, settings_fingerprint=settings.fingerprint(),
-                       reason=f"unexpected error while processing ({type(error).__name__}: {detail}); "
-                              "please report it with this file")
+    code = reasons.for_exception(error)
+    what = ("the disk is full" if code == "disk_full"
+            else "unexpected error while processing")
+    todo = ("free space on the dataset's disk, then run the same command again" if code == "disk_full"
+            else "please report it with this file")
+    src = SourceRecord(path=path, settings_fingerprint=settings.fingerprint())
+    src.set(FAILED, code, f"{what} ({type(error).__name__}: {detail}); {todo}")
     return src, []
 
 

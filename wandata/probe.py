@@ -38,21 +38,25 @@ def probe(path: Path, min_duration_s: float = 0.5) -> SourceRecord:
     try:
         rec.size_bytes = path.stat().st_size
     except OSError as e:
-        return _fail(rec, f"cannot read the file ({e.strerror}); check its permissions")
+        return _fail(rec, "unreadable", f"cannot read the file ({e.strerror}); check its permissions")
     if rec.size_bytes == 0:
-        return _fail(rec, "the file is empty (0 bytes); copy it again from the original")
-    rec.content_hash = content_hash(path)
+        return _fail(rec, "empty_file", "the file is empty (0 bytes); copy it again from the original")
+    try:
+        rec.content_hash = content_hash(path)
+    except OSError as e:  # stat works on a file without read permission; reading does not
+        return _fail(rec, "unreadable", f"cannot read the file ({e.strerror}); check its permissions")
     rec.source_id = rec.content_hash[:16]
     try:
         container = av.open(str(path), metadata_errors="ignore")
     except av.error.FFmpegError as e:
-        return _fail(rec, f"not a readable video ({_why(e)}); the file is corrupt or not a video")
+        return _fail(rec, "not_a_video", f"not a readable video ({_why(e)}); the file is corrupt or not a video")
     with container:
         rec.container = container.format.name
         rec.has_audio = bool(container.streams.audio)
         if not container.streams.video:
             what = "has only audio" if rec.has_audio else "has no video stream"
-            return _fail(rec, f"the file {what}; nothing to cut clips from")
+            return _fail(rec, "audio_only" if rec.has_audio else "not_a_video",
+                         f"the file {what}; nothing to cut clips from")
         stream = container.streams.video[0]
         ctx = stream.codec_context
         rec.codec = ctx.name or ""
@@ -64,9 +68,9 @@ def probe(path: Path, min_duration_s: float = 0.5) -> SourceRecord:
             container.seek(0)
             rec.rotation = _rotation(container, stream)
         except av.error.FFmpegError as e:
-            return _fail(rec, f"the video stream cannot be read ({_why(e)}); the file is corrupt")
+            return _fail(rec, "decode_error", f"the video stream cannot be read ({_why(e)}); the file is corrupt")
     if rec.width <= 0 or rec.height <= 0 or len(pts) == 0:
-        return _fail(rec, "no decodable video frames; the file is truncated or corrupt")
+        return _fail(rec, "decode_error", "no decodable video frames; the file is truncated or corrupt")
     rec.display_width, rec.display_height = (
         (rec.height, rec.width) if rec.rotation in (90, 270) else (rec.width, rec.height))
     rec.num_frames = len(pts)
@@ -77,12 +81,15 @@ def probe(path: Path, min_duration_s: float = 0.5) -> SourceRecord:
     # A constant-rate file has one delta up to timestamp rounding (1 tick of a coarse timebase).
     rec.vfr = bool(len(deltas) > 1 and (deltas.max() - deltas.min()) > max(0.002, 0.1 * mean))
     if declared and declared > rec.duration_s + max(0.5, 0.05 * declared):
+        rec.reason_code = "truncated"  # a warning while clips come from the rest
         rec.reason = (f"truncated: the video stops at {rec.duration_s:.2f} s of the "
                       f"{declared:.2f} s its header declares; copy the file again to use all of it")
     if rec.duration_s < min_duration_s:
-        rec.status = DROPPED
-        rec.reason = rec.reason or (f"only {rec.duration_s:.2f} s long (minimum {min_duration_s} s); "
-                      "too short to cut a clip from")
+        if rec.reason_code == "truncated":
+            rec.status = FAILED  # too short because it was cut off: the copy is at fault
+        else:
+            rec.set(DROPPED, "too_short", f"only {rec.duration_s:.2f} s long (minimum "
+                    f"{min_duration_s} s); too short to cut a clip from")
     return rec
 
 
@@ -103,6 +110,6 @@ def _why(e: Exception) -> str:
     return getattr(e, "strerror", None) or str(e)
 
 
-def _fail(rec: SourceRecord, reason: str) -> SourceRecord:
-    rec.status, rec.reason = FAILED, reason
+def _fail(rec: SourceRecord, code: str, reason: str) -> SourceRecord:
+    rec.set(FAILED, code, reason)
     return rec

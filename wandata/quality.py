@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from . import reasons
+
 ANALYSIS_W = 320   # sharpness, exposure, text: detail finer than this is mostly grain
 FLOW_W = 160       # optical flow: motion, not detail, so small frames suffice
 FLOW_GAP_S = 0.25  # flow between frames this far apart: more displacement than noise
@@ -146,12 +148,16 @@ def failures(s: Scores, settings) -> list[tuple[str, str]]:
     return out
 
 
-def verdict(s: Scores, settings) -> tuple[str, list[str]]:
-    """(reason to drop, or "" to keep; flags: the failed tests whose filter is disabled)."""
+def verdict(s: Scores, settings) -> tuple[str, str, list[str]]:
+    """(reason code and reason to drop, or "", "" to keep; flags: the failed tests whose filter
+    is disabled). The code is the first failing filter's, in ``failures``' order (the cause)."""
     fails = failures(s, settings)
-    drop = [r for name, r in fails if name in settings.filters]
+    drop = [(name, r) for name, r in fails if name in settings.filters]
     flags = [r.split(";")[0] for name, r in fails if name not in settings.filters]
-    return ("dropped by quality filter " + " / ".join(drop)) if drop else "", flags
+    if not drop:
+        return "", "", flags
+    return (reasons.FILTER_CODES[drop[0][0]],
+            "dropped by quality filter " + " / ".join(r for _, r in drop), flags)
 
 
 def copy_scores(s: Scores, record) -> None:
@@ -196,7 +202,7 @@ def drop_duplicates(manifest, dataset, settings) -> int:
 
 
 def mark_duplicate(c, twin, distance: int, settings) -> None:
-    c.status, c.path = "dropped", ""
+    c.status, c.path, c.reason_code = "dropped", "", reasons.FILTER_CODES["duplicate"]
     c.reason = (f"dropped by quality filter duplicate: perceptual-hash distance {distance} <= "
                 f"max_duplicate_distance {settings.max_duplicate_distance} to {twin.path or twin.clip_id}, "
                 "which is kept (to keep both lower max_duplicate_distance or remove \"duplicate\" "

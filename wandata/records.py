@@ -13,14 +13,21 @@ from dataclasses import dataclass, field
 KEPT, DROPPED, FAILED = "kept", "dropped", "failed"
 
 
+class _Verdict:
+    def set(self, status: str, code: str, reason: str) -> None:
+        """Status, reason code (``wandata.reasons``) and the message for people, together."""
+        self.status, self.reason_code, self.reason = status, code, reason
+
+
 @dataclass
-class SourceRecord:
+class SourceRecord(_Verdict):
     path: str
     source_id: str = ""          # first 16 hex digits of the content hash
     content_hash: str = ""       # blake2b of the file's bytes
     size_bytes: int = 0
     status: str = KEPT           # kept: clips were planned from it (see their own rows)
     reason: str = ""
+    reason_code: str = ""        # wandata.reasons; on a kept source a warning (truncated...)
     container: str = ""
     codec: str = ""
     pix_fmt: str = ""
@@ -48,7 +55,7 @@ class SourceRecord:
 
 
 @dataclass
-class ClipRecord:
+class ClipRecord(_Verdict):
     clip_id: str
     source_id: str
     source_path: str
@@ -70,6 +77,7 @@ class ClipRecord:
     path: str = ""               # relative to the dataset directory
     status: str = KEPT
     reason: str = ""
+    reason_code: str = ""        # wandata.reasons
     verified_frames: int = 0
     verified_fps: float = 0.0
     verified_size: str = ""

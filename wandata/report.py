@@ -6,6 +6,11 @@ inline JPEG data and the charts inline SVG: the page needs no network and no oth
 so it can be mailed or archived with the dataset. Every string that comes from a file
 name, a caption or a reason is escaped: captions are free text and file names can hold
 anything, including markup.
+
+The page is written only where nothing is, or over an earlier report: one that carries the
+``<meta name="generator" content="wandata report">`` tag (or, from before the tag, starts
+as this module's pages always did). A clip whose manifest path leads outside the dataset
+gets no thumbnails (``path_outside_root`` on its card): nothing outside is read.
 """
 from __future__ import annotations
 
@@ -18,8 +23,15 @@ import av
 import cv2
 import numpy as np
 
+from . import reasons
+from . import atomic
+from .confine import OUTSIDE_ROOT, OutsideRoot, inside
 from .manifest import Manifest
 from .records import KEPT, ClipRecord
+
+GENERATOR = '<meta name="generator" content="wandata report">'
+# How every page began before the generator tag: such a page is ours too.
+LEGACY_START = '<!doctype html><html><head><meta charset="utf-8"><title>wandata report</title>'
 
 THUMB_W = 160
 SCORES = (("motion", "motion (% width/s)"), ("sharpness", "sharpness"),
@@ -79,7 +91,11 @@ def histogram(title: str, values: list[float], bins: int = 20, w: int = 260, h: 
             f'<svg width="{w}" height="{h}" xmlns="http://www.w3.org/2000/svg">{bars}{axis}</svg></figure>')
 
 
-def _why(reason: str) -> str:
+def _why(c: ClipRecord) -> str:
+    if c.reason_code:
+        name = reasons.filter_of(c.reason_code)
+        return f"quality: {name}" if name else c.reason_code.replace("_", " ")
+    reason = c.reason  # a manifest written before reason codes
     if reason.startswith("dropped by quality filter "):
         return "quality: " + reason.split()[4].rstrip(":")
     if reason.startswith("shot is "):
@@ -88,9 +104,14 @@ def _why(reason: str) -> str:
 
 
 def _card(dataset: Path, c: ClipRecord) -> str:
-    imgs = "".join(f'<img src="{src}" alt="">' for src in thumbnails(dataset / c.path))
-    scores = " · ".join(f"{label} {getattr(c, key):g}" for key, label in SCORES if getattr(c, key) >= 0)
     flags = "".join(f'<div class="flag">{e(f)}</div>' for f in c.flags)
+    try:
+        imgs = "".join(f'<img src="{src}" alt="">'
+                       for src in thumbnails(inside(dataset, c.path, "clip path in the manifest")))
+    except OutsideRoot as why:
+        imgs = ""
+        flags += f'<div class="flag">{OUTSIDE_ROOT}: {e(why)}</div>'
+    scores = " · ".join(f"{label} {getattr(c, key):g}" for key, label in SCORES if getattr(c, key) >= 0)
     caption = e(c.caption) if c.caption else "<i>no caption</i>"
     return (f'<div class="clip"><div>{imgs}</div><div class="caption">{caption}</div>'
             f'<div class="meta">{e(c.bucket)} · {c.num_frames} frames · {e(c.path)}<br>{e(scores)}</div>'
@@ -105,7 +126,7 @@ def build(dataset: Path) -> str:
     dropped = defaultdict(list)
     for c in clips:
         if c.status != KEPT:
-            dropped[(c.status, _why(c.reason))].append(c)
+            dropped[(c.status, _why(c))].append(c)
     totals = {
         "sources": Counter(s.status for s in m.sources.values()),
         "clips": Counter(c.status for c in clips),
@@ -132,14 +153,27 @@ def build(dataset: Path) -> str:
                        f"<td>{c.window_index}</td><td>{e(c.reason)}</td></tr>" for c in group)
         parts.append(f'<h3>{e(status)}: {e(why)} ({len(group)})</h3><table class="dropped">'
                      f"<tr><th>source</th><th>shot</th><th>window</th><th>reason</th></tr>{rows}</table>")
-    return ('<!doctype html><html><head><meta charset="utf-8"><title>wandata report</title>'
+    return (f"{LEGACY_START}{GENERATOR}"
             f"<style>{CSS}</style></head><body>{''.join(parts)}</body></html>")
 
 
+def is_report(path: Path) -> bool:
+    """Whether ``path`` is a page this module wrote (so it may be replaced)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096).decode("utf-8", errors="replace")
+    except OSError:
+        return False
+    return GENERATOR in head or head.startswith(LEGACY_START)
+
+
 def write(dataset: Path, out: Path | None = None) -> Path:
+    """Write the page; ``atomic.OutputRefused`` (nothing written) if ``out`` holds another file."""
     out = Path(out) if out else Path(dataset) / "report.html"
-    tmp = out.with_name(out.name + ".part")
-    tmp.write_text(build(dataset), encoding="utf-8")
-    tmp.replace(out)
+    how = f"a report carries {GENERATOR}"
+    atomic.check_file(out, is_report, dataset=dataset, what="report", how=how)
+    text = build(dataset)
+    atomic.check_file(out, is_report, dataset=dataset, what="report", how=how)
+    atomic.write_text(out, text)
     return out
 

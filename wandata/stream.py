@@ -16,7 +16,7 @@ from typing import Callable
 
 import numpy as np
 
-from . import quality
+from . import quality, reasons
 from .bucket import Fit
 from .config import Settings
 from .plan import Window, shortfall_reason, window_starts
@@ -34,6 +34,7 @@ class Dropped:
     shot_index: int
     shot: tuple[int, int]
     reason: str
+    code: str = "shot_too_short"
 
 
 @dataclass
@@ -42,9 +43,9 @@ class Result:
     shots: list[tuple[int, int]] = field(default_factory=list)   # grid frames, inclusive
     windows: list[Window] = field(default_factory=list)
     dropped: list[Dropped] = field(default_factory=list)
-    errors: dict[Window, str] = field(default_factory=dict)
+    errors: dict[Window, tuple[str, str]] = field(default_factory=dict)  # (reason code, message)
     verified: dict[Window, tuple] = field(default_factory=dict)  # (Decoded, problem) per clip
-    scores: dict[Window, tuple] = field(default_factory=dict)    # (Scores, drop reason, flags)
+    scores: dict[Window, tuple] = field(default_factory=dict)    # (Scores, drop code, drop reason, flags)
 
 
 class ClipMaker:
@@ -127,8 +128,14 @@ class ClipMaker:
             self.result.scores[w] = (scores, *quality.verdict(scores, self.s))
             if self.result.scores[w][1] or not self.encode:
                 continue  # filtered out (not worth an encode), or a dry run
-            writer = ClipWriter(self.clip_path(w), self.fit, self.s.fps, self.s.crf, self.s.preset,
-                                self.colour or [])
+            try:
+                writer = ClipWriter(self.clip_path(w), self.fit, self.s.fps, self.s.crf, self.s.preset,
+                                    self.colour or [])
+            except OSError as e:  # its folder cannot be made, ffmpeg cannot be started...
+                self.result.errors[w] = (reasons.for_write_error(e), (
+                    f"encoding failed: could not start writing {self.clip_path(w)} "
+                    f"({e.strerror or e}); fix that, then run the same command again to retry"))
+                continue
             self.encoder.submit(w, writer, pictures)
         self.emitted[shot[0]] = max(done, len(starts))
         return len(starts)

@@ -23,6 +23,7 @@ from pathlib import Path
 import av
 import numpy as np
 
+from . import reasons
 from .bucket import Fit
 from .media import atomic_replace, ffmpeg_exe
 
@@ -81,6 +82,14 @@ def colour_args(frame: av.VideoFrame) -> list[str]:
     return args
 
 
+class EncodeError(RuntimeError):
+    """A clip could not be written; ``code`` is its reason code (``encode_failed``, ``disk_full``)."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+
+
 class ClipWriter:
     def __init__(self, path: Path, fit: Fit, fps: float, crf: int, preset: str,
                  colour: list[str] = ()):
@@ -104,10 +113,22 @@ class ClipWriter:
         except BrokenPipeError:
             pass  # ffmpeg died; its message says why
         err = self.proc.stderr.read().decode(errors="replace").strip()
+        # One line for the manifest: ffmpeg's last lines say what finally went wrong.
+        err = " | ".join([ln.strip() for ln in err.splitlines() if ln.strip()][-3:])
         if self.proc.wait() != 0:
             self.tmp.unlink(missing_ok=True)
-            raise RuntimeError(f"ffmpeg could not encode {self.final.name}: {err or 'no message'}")
-        atomic_replace(self.tmp, self.final)
+            code = reasons.for_encoder_message(err)
+            hint = ("free space on the dataset's disk" if code == "disk_full"
+                    else "check that the dataset folder is writable and ffmpeg works")
+            raise EncodeError(code, f"ffmpeg could not encode {self.final.name} (exit status "
+                                    f"{self.proc.returncode}): {err or 'no message'}; {hint}, "
+                                    "then run the same command again to retry")
+        try:
+            atomic_replace(self.tmp, self.final)
+        except OSError as e:
+            self.tmp.unlink(missing_ok=True)
+            raise EncodeError(reasons.for_write_error(e),
+                              f"could not store {self.final}: {e.strerror or e}") from e
         return self.final
 
     def abort(self) -> None:
@@ -124,7 +145,7 @@ class Encoder:
     def __init__(self, parallel: int = 2, after=None):
         self.slots = threading.Semaphore(parallel)
         self.threads: list[threading.Thread] = []
-        self.errors: dict[object, str] = {}
+        self.errors: dict[object, tuple[str, str]] = {}  # key -> (reason code, message)
         self.results: dict[object, object] = {}
         self.writers: dict[object, ClipWriter] = {}
         self.lock = threading.Lock()
@@ -138,13 +159,19 @@ class Encoder:
         def work():
             try:
                 path = writer.write_all(pictures)
-                if self.after:
-                    result = self.after(path)
-                    with self.lock:
-                        self.results[key] = result
+            except EncodeError as e:
+                self.fail(key, e.code, f"encoding failed: {e}")
             except Exception as e:  # noqa: BLE001 - recorded against the clip
-                with self.lock:
-                    self.errors[key] = f"encoding failed: {e}"
+                self.fail(key, reasons.for_exception(e), f"encoding failed ({type(e).__name__}: {e})")
+            else:
+                try:
+                    if self.after:
+                        result = self.after(path)
+                        with self.lock:
+                            self.results[key] = result
+                except Exception as e:  # noqa: BLE001 - recorded against the clip
+                    path.unlink(missing_ok=True)
+                    self.fail(key, "verify_failed", f"verification failed ({type(e).__name__}: {e})")
             finally:
                 with self.lock:
                     self.writers.pop(key, None)
@@ -154,7 +181,11 @@ class Encoder:
         t.start()
         self.threads.append(t)
 
-    def join(self) -> dict[object, str]:
+    def fail(self, key, code: str, message: str) -> None:
+        with self.lock:
+            self.errors[key] = (code, message)
+
+    def join(self) -> dict[object, tuple[str, str]]:
         for t in self.threads:
             t.join()
         return self.errors

@@ -5,14 +5,21 @@ UTF-8 without one as a legacy code page and garbles every non-ASCII caption.
 Values are written and read verbatim (no trimming, no NA guessing), so a caption
 comes back exactly as it went out or as the user typed it. Readers other than
 ``import_csv`` should do the same, e.g. ``pandas.read_csv(f, keep_default_na=False)``.
+
+``export_csv`` writes only where nothing is or over an earlier captions export, known by
+its exact header row (``clip_id,caption,captioner,clip,source``), and never onto the
+dataset's manifest or clips. Import reads only the ``clip_id`` and ``caption`` columns:
+no path in the file is ever opened.
 """
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .. import atomic
 from ..records import KEPT
 
 if TYPE_CHECKING:
@@ -22,17 +29,32 @@ COLUMNS = ["clip_id", "caption", "captioner", "clip", "source"]
 MANUAL = "manual"  # the captioner recorded for captions edited by hand
 
 
+def is_captions_csv(path: Path) -> bool:
+    """Whether ``path`` starts with the header ``export_csv`` writes (so it may be replaced)."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            first = f.readline()
+    except (OSError, UnicodeDecodeError):
+        return False
+    return first.rstrip("\r\n") == ",".join(COLUMNS)
+
+
 def export_csv(manifest: Manifest, path: Path) -> int:
-    """Write one row per kept clip; returns the number of rows."""
+    """Write one row per kept clip; returns the number of rows.
+
+    ``atomic.OutputRefused`` (nothing written) if ``path`` holds a file that is not an
+    earlier captions export, or is the dataset's manifest or inside its clips.
+    """
+    path = Path(path)
+    atomic.check_file(path, is_captions_csv, dataset=manifest.dir, what="captions CSV",
+                      how=f"a captions CSV starts with the header {','.join(COLUMNS)}")
     rows = [[c.clip_id, c.caption, c.captioner, c.path, c.source_path]
             for c in manifest.all_clips() if c.status == KEPT and c.path]
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="", encoding="utf-8-sig") as f:
-        w = csv.writer(f)
-        w.writerow(COLUMNS)
-        w.writerows(rows)
-    tmp.replace(path)
+    buf = io.StringIO(newline="")
+    w = csv.writer(buf)
+    w.writerow(COLUMNS)
+    w.writerows(rows)
+    atomic.write_text(path, buf.getvalue(), encoding="utf-8-sig")
     return len(rows)
 
 

@@ -3,6 +3,9 @@
 ``caption_clips`` is a step any chain can call with an open ``Manifest``. The
 manifest is saved (atomically) after every batch, so an interrupted run keeps
 the captions already made and a rerun picks up the clips still without one.
+A clip whose manifest path leads outside the dataset is never handed to a
+captioner (nothing outside is read): it is recorded as failed with the code
+``path_outside_root``.
 """
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from ..confine import OUTSIDE_ROOT, OutsideRoot, inside
 from ..records import KEPT, ClipRecord
 from . import Captioner, CaptionerError, ClipInput, Result
 from .template import check, known_fields, render
@@ -28,7 +32,7 @@ class CaptionSummary:
     failed: int = 0
     truncated: int = 0         # cut to max_chars
     seconds: float = 0.0
-    errors: list[dict] = field(default_factory=list)   # {"clip_id", "path", "reason"}
+    errors: list[dict] = field(default_factory=list)   # {"clip_id", "path", "reason", "code"}
     tokens: dict = field(default_factory=dict)         # TokenReport.to_dict() over the captions of this run
 
     def to_dict(self) -> dict:
@@ -78,15 +82,25 @@ def caption_clips(manifest: Manifest, captioner: Captioner, *, recaption: bool =
                dynamic_ncols=True)
     try:
         for start in range(0, len(todo), size):
-            batch = todo[start:start + size]
+            batch = []
+            for c in todo[start:start + size]:
+                try:
+                    inside(manifest.dir, c.path, f"clip path of {c.clip_id} in the manifest")
+                except OutsideRoot as e:
+                    summary.failed += 1
+                    summary.errors.append({"clip_id": c.clip_id, "path": c.path, "reason": str(e),
+                                           "code": OUTSIDE_ROOT})
+                    continue
+                batch.append(c)
             items = [ClipInput(c, manifest.dir) for c in batch]
-            for clip, item, res in zip(batch, items, _run_batch(captioner, items)):
+            for clip, item, res in zip(batch, items, _run_batch(captioner, items) if items else []):
                 text, cut = clean_text(res.text, max_chars) if res.ok else ("", False)
                 if res.ok and not text:
                     res = Result(error=f"{label} gave an empty caption for {clip.clip_id}")
                 if not res.ok:
                     summary.failed += 1
-                    summary.errors.append({"clip_id": clip.clip_id, "path": clip.path, "reason": res.error})
+                    summary.errors.append({"clip_id": clip.clip_id, "path": clip.path, "reason": res.error,
+                                           "code": "caption_failed"})
                     continue
                 if wrapped:
                     f = item.fields(fields)
@@ -95,8 +109,9 @@ def caption_clips(manifest: Manifest, captioner: Captioner, *, recaption: bool =
                 summary.captioned += 1
                 summary.truncated += cut
                 done[clip.clip_id] = text
-            manifest.save()
-            bar.update(len(batch))
+            if batch:
+                manifest.save()
+            bar.update(len(todo[start:start + size]))
             bar.set_postfix_str(f"{summary.failed} failed", refresh=False)
     finally:
         bar.close()

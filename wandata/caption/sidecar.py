@@ -9,6 +9,11 @@ whole source:
    source video, or ``<video stem>.txt`` in ``dir``;
 4. a per-source row of the mapping (by path, file name or stem).
 ``.caption`` files are read like ``.txt`` (``ext`` sets the list).
+
+Names built from manifest values (a clip id, a file stem) are looked up only inside
+their folder: a clip id such as ``../../x`` never makes a file outside ``dir`` be read.
+The clip's own folder is inside the dataset (the caption run refuses other clips), and a
+source's caption file is the one beside the source video as the manifest records it.
 """
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ import csv
 import json
 from pathlib import Path
 
+from ..confine import is_inside
 from . import Captioner, CaptionerError, ClipInput, Option, Result
 
 KEY_COLUMNS = ("clip_id", "clip", "source", "source_path", "file", "path", "video", "name")
@@ -111,7 +117,9 @@ class SidecarCaptioner(Captioner):
                             f"{'; '.join(looked)}. Write one of these files or add the source to a mapping")
 
     def _files(self, folder: Path | None, stems: list[str]) -> list[Path]:
-        return [folder / f"{s}{e}" for s in stems for e in self.exts] if folder else []
+        if not folder:
+            return []
+        return [folder / f"{s}{e}" for s in stems for e in self.exts if is_inside(folder, f"{s}{e}")]
 
     def _first_file(self, paths: list[Path]) -> Result | None:
         for p in paths:
