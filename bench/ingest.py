@@ -41,9 +41,9 @@ sys.path.insert(0, str(REPO))  # benchmark the working tree, not some installed 
 import av  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
-from wandata import synth  # noqa: E402
-from wandata.config import Settings  # noqa: E402
-from wandata.media import ffmpeg_exe  # noqa: E402
+from tools import synth  # noqa: E402
+from wandata.settings import Settings  # noqa: E402
+from wandata.media.tools import ffmpeg_exe  # noqa: E402
 
 # name -> (width, height, frame rate of the generated source)
 RESOLUTIONS = {

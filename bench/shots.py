@@ -21,15 +21,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from wandata.shots import make_detector, transitions  # noqa: E402
+from wandata.detect.shots import make_detector, transitions  # noqa: E402
 
 
 def grid_frames_of(video: Path) -> tuple[np.ndarray, np.ndarray]:
     import av
 
-    from wandata.bucket import fit
-    from wandata.scan import Timeline, grid_frames
-    from wandata.transcode import to_bucket
+    from wandata.media.bucket import fit
+    from wandata.media.decode import Timeline, grid_frames
+    from wandata.media.encode import to_bucket
 
     with av.open(str(video)) as c:
         s = c.streams.video[0]

@@ -69,7 +69,7 @@ def build_full(folder: Path, device: str, dit: dict = T2V_13B) -> dict:
     from diffsynth.models.wan_video_dit import WanModel
     from diffsynth.models.wan_video_text_encoder import WanTextEncoder
     from diffsynth.models.wan_video_vae import VideoVAE_
-    from train.tiny import write_tokenizer
+    from tools.tiny_wan import write_tokenizer
 
     folder.mkdir(parents=True, exist_ok=True)
     files = {"dit": folder / "dit.safetensors", "text_encoder": folder / "text_encoder.safetensors",
@@ -179,17 +179,17 @@ def main(argv=None) -> int:
     from accelerate import Accelerator
     import diffsynth
 
-    from train import cache as C
-    from train.config import DEFAULT_TARGETS, TrainConfig
-    from train.models import register_models
-    from train.module import WanLoRAModule, load_pipeline
-    from train.trainer import train_step
+    from wandata.train import cache as C
+    from wandata.train.config import DEFAULT_TARGETS, TrainConfig
+    from wandata.train.models import register_models
+    from wandata.train.module import WanLoRAModule, load_pipeline
+    from wandata.train.trainer import train_step
 
     device = args.device
     tmp = tempfile.TemporaryDirectory(prefix="wandata-bench-")
     work = Path(tmp.name)
     if args.tiny:
-        from train.tiny import build_tiny_stack
+        from tools.tiny_wan import build_tiny_stack
         stack = build_tiny_stack(args.models_dir or work / "models")
         files = {k: [stack[k]] for k in ("dit", "text_encoder", "vae", "tokenizer")}
         registry, model_name = stack["registry"], "tiny random Wan stack"
@@ -295,12 +295,12 @@ def write_gif_dataset(folder: Path, n: int, frames: int, height: int, width: int
 def phase2(args) -> int:
     """wandata's phase 2 end to end: ``accelerate launch`` + DeepSpeed over ``--gpus`` GPUs,
     a random full-size DiT, one clip per GPU per step; reads the run's summary.json."""
-    from train import launch
-    from train.config import DEFAULT_TARGETS, TrainConfig
+    from wandata.train import launch
+    from wandata.train.config import DEFAULT_TARGETS, TrainConfig
 
     work = Path(args.work or tempfile.mkdtemp(prefix="wandata-bench-p2-"))
     if args.tiny:
-        from train.tiny import build_tiny_stack
+        from tools.tiny_wan import build_tiny_stack
         stack = build_tiny_stack(args.models_dir or work / "models")
         files = {k: [stack[k]] for k in ("dit", "text_encoder", "vae", "tokenizer")}
         registry, model = stack["registry"], "Wan2.1-T2V-14B"
@@ -390,15 +390,15 @@ def sweep_one(spec: dict, args, accelerator) -> dict:
     from diffsynth.models.wan_video_dit import WanModel
     from diffsynth.pipelines.wan_video import WanVideoPipeline
 
-    from train.config import DEFAULT_TARGETS, TrainConfig
-    from train.module import WanLoRAModule
-    from train.trainer import train_step
+    from wandata.train.config import DEFAULT_TARGETS, TrainConfig
+    from wandata.train.module import WanLoRAModule
+    from wandata.train.trainer import train_step
 
     device = args.device
     cuda = str(device).startswith("cuda")
     dtype = torch.bfloat16 if cuda else torch.float32
     if args.tiny:
-        from train.tiny import TINY_DIT
+        from tools.tiny_wan import TINY_DIT
         kwargs, text_dim = TINY_DIT, TINY_DIT["text_dim"]
         frames, height, width = TINY_SWEEP_SHAPES.get(spec["frames"], (5, 32, 32))
         rank = min(spec["rank"], 8)

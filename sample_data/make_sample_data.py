@@ -17,7 +17,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # run as a plain script from anywhere
 
-from wandata.synth import CUT, dissolve, make_shots, write_video  # noqa: E402
+from tools.synth import CUT, dissolve, make_shots, write_video  # noqa: E402
 
 # x264 CRF for all clips: 23 keeps the photo texture crisp at ~3 MB in total
 # (30 would give ~1.3 MB with visible smearing on the fine-grained photos).

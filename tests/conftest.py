@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from wandata.config import Settings
-from wandata.pipeline import ingest
+from wandata.settings import Settings
+from wandata.ingest.run import ingest
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "sample_data"

@@ -68,7 +68,7 @@ def write_barcode_video(path: Path, n: int, width: int, height: int, fps=None, *
 def dataset_state(out: Path):
     """A dataset's manifest rows (timings left out) and clip files, in a stable order: what two
     runs that should agree are compared on (each clip row carries its decoded-picture digest)."""
-    from wandata.manifest import read_table
+    from wandata.dataset.manifest import read_table
 
     rows = read_table(out).to_pylist()
     for r in rows:
@@ -80,7 +80,7 @@ def dataset_state(out: Path):
 def small_sources(folder: Path, shot_frames: list[int]) -> Path:
     """Three short 640x368 25 fps sources (a different photo each, then the astronaut), for
     runs that compare engines or interrupted and uninterrupted ingests."""
-    from wandata import synth
+    from tools import synth
 
     for k, photo in enumerate(["rocket", "coffee", "chelsea"]):
         shots = synth.make_shots(shot_frames, photos=[photo, "astronaut"], seed=k)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from wandata import synth
-from wandata.manifest import Manifest
+from tools import synth
+from wandata.dataset.manifest import Manifest
 
 from .conftest import SAMPLE
 from .media import decode
@@ -115,8 +115,8 @@ def test_vfr_and_odd_sized_sources_make_exact_clips(bad_run):
 
 
 def test_a_clip_that_fails_verification_is_recorded_not_kept(tmp_path, monkeypatch):
-    from wandata import pipeline, stream
-    from wandata.config import Settings
+    from wandata.ingest import run as pipeline, stream
+    from wandata.settings import Settings
 
     real_check = stream.check
 

@@ -9,14 +9,13 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from wandata.caption import (BUILTINS, Captioner, CaptionerError, ClipInput, Result, available, caption_clips,
-                             make)
+from wandata.caption import BUILTINS, Captioner, CaptionerError, ClipInput, Result, available, caption_clips, make
 from wandata.caption.frames import frame_indices, sample_frames
 from wandata.caption.text import clean_text
 from wandata.caption.tokens import TokenCounter, estimate_tokens, token_report
 from wandata.cli import main
-from wandata.manifest import Manifest
-from wandata.records import KEPT
+from wandata.dataset.manifest import Manifest
+from wandata.dataset.records import KEPT
 
 SAMPLE = Path(__file__).resolve().parent.parent / "sample_data"
 

@@ -10,8 +10,8 @@ from click.testing import CliRunner
 
 from wandata.caption import CaptionerError, caption_clips, make
 from wandata.cli import main
-from wandata.manifest import Manifest
-from wandata.records import KEPT
+from wandata.dataset.manifest import Manifest
+from wandata.dataset.records import KEPT
 
 SCRIPT = Path(__file__).resolve().parent / "caption_tools" / "fake_captioner.py"
 

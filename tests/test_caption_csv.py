@@ -7,8 +7,8 @@ import pytest
 from click.testing import CliRunner
 
 from wandata.cli import main
-from wandata.manifest import Manifest
-from wandata.records import KEPT
+from wandata.dataset.manifest import Manifest
+from wandata.dataset.records import KEPT
 
 # Text a CSV reader or a spreadsheet is tempted to change.
 TRICKY = ["NA", "null", "  padded  ", 'a "quoted", comma caption', "line one\nline two", "caf\u00e9 \u732b \U0001F3A5",

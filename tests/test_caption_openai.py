@@ -23,8 +23,8 @@ from click.testing import CliRunner
 from wandata.caption import CaptionerError, caption_clips, make
 from wandata.caption.openai_compat import parse_retry_after
 from wandata.cli import main
-from wandata.manifest import Manifest
-from wandata.records import KEPT
+from wandata.dataset.manifest import Manifest
+from wandata.dataset.records import KEPT
 
 MODEL = "tiny-vl"
 KEY = "sk-test"

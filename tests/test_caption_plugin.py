@@ -16,8 +16,8 @@ from click.testing import CliRunner
 from wandata.caption import BUILTINS, CaptionerError, available, caption_clips, load, make
 from wandata.caption.sidecar import SidecarCaptioner
 from wandata.cli import main
-from wandata.manifest import Manifest
-from wandata.records import KEPT
+from wandata.dataset.manifest import Manifest
+from wandata.dataset.records import KEPT
 
 PLUGIN = '''
 from wandata.caption import Captioner, Option, Result

@@ -15,8 +15,8 @@ import pytest
 
 from wandata.caption import caption_clips, make
 from wandata.caption.transformers_vlm import TransformersCaptioner
-from wandata.manifest import Manifest
-from wandata.records import KEPT
+from wandata.dataset.manifest import Manifest
+from wandata.dataset.records import KEPT
 
 transformers = pytest.importorskip("transformers")
 torch = pytest.importorskip("torch")

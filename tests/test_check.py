@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from wandata import export as ex
-from wandata.check import check
-from wandata.manifest import Manifest
+from wandata.export.check import check
+from wandata.dataset.manifest import Manifest
 
 from .test_export import SPECIAL, set_captions, tiny_dataset, write_clip
 

@@ -3,11 +3,11 @@ import sys
 
 import pytest
 
-from wandata import synth
-from wandata.config import Settings
+from tools import synth
+from wandata.settings import Settings
 from wandata.engine import EngineError, LocalEngine, make_engine
-from wandata.manifest import read_table
-from wandata.pipeline import gpu_wanted, ingest
+from wandata.dataset.manifest import read_table
+from wandata.ingest.run import gpu_wanted, ingest
 
 SETTINGS = Settings(frames=33, buckets=((416, 240),), detector="adaptive", min_source_scale=0.5,
                     preset="veryfast")

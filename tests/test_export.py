@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from wandata import export as ex
-from wandata.manifest import Manifest
-from wandata.records import ClipRecord, SourceRecord
+from wandata.dataset.manifest import Manifest
+from wandata.dataset.records import ClipRecord, SourceRecord
 
 SPECIAL = [
     'a fox, running; then "stopping", then \'looking\'',

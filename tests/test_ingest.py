@@ -6,12 +6,12 @@ import cv2
 import numpy as np
 import pytest
 
-from wandata import synth
-from wandata.bucket import fit
-from wandata.config import Settings
-from wandata.manifest import Manifest
-from wandata.pipeline import ingest
-from wandata.plan import EPS_FRACTION
+from tools import synth
+from wandata.media.bucket import fit
+from wandata.settings import Settings
+from wandata.dataset.manifest import Manifest
+from wandata.ingest.run import ingest
+from wandata.ingest.windows import EPS_FRACTION
 
 from .conftest import SAMPLE
 from .media import decode, read_barcode, write_barcode_video
@@ -160,7 +160,7 @@ def test_window_modes_end_to_end(tmp_path, mode, expected):
 
 
 def test_videos_are_found_by_content_not_only_by_extension(tmp_path):
-    from wandata.discover import discover
+    from wandata.ingest.discover import discover
 
     raw = tmp_path / "raw"
     (raw / "sub" / ".hidden").mkdir(parents=True)
@@ -210,12 +210,12 @@ def test_ingest_dry_run_is_the_plan_and_writes_nothing(tmp_path):
 
 
 def test_every_reason_code_is_in_the_docs_table_with_its_kind():
-    from wandata import reasons
+    from wandata.dataset import reasons
 
     doc = (Path(__file__).resolve().parent.parent / "docs" / "ingest.md").read_text()
     for c in reasons.CODES.values():
         assert f"| `{c.name}` | {c.kind} |" in doc, c.name
-    from wandata.config import FILTERS
+    from wandata.settings import FILTERS
     assert set(reasons.FILTER_CODES) == set(FILTERS)  # every filter has its code
 
 
@@ -225,7 +225,7 @@ def test_old_manifest_without_reason_codes_loads_and_its_failures_are_retried(tm
     not done; kept and dropped ones are."""
     import pyarrow.parquet as pq
 
-    from wandata.records import ClipRecord, SourceRecord
+    from wandata.dataset.records import ClipRecord, SourceRecord
 
     m = Manifest(tmp_path)
     fp = Settings().fingerprint()

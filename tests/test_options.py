@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from wandata.cli import ingest, main, plan
-from wandata.config import Settings, load_settings
+from wandata.settings import Settings, load_settings
 
 from .media import small_sources
 

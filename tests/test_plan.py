@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from wandata.bucket import fit
-from wandata.config import Settings, SettingsError, load_settings
-from wandata.plan import grid_start, shortfall_reason, source_frames, window_starts
+from wandata.media.bucket import fit
+from wandata.settings import Settings, SettingsError, load_settings
+from wandata.ingest.windows import grid_start, shortfall_reason, source_frames, window_starts
 
 
 @pytest.mark.parametrize("n", [81, 49, 33, 17, 5, 1])

@@ -9,10 +9,11 @@ import cv2
 import numpy as np
 import pytest
 
-from wandata import quality, synth
-from wandata.config import Settings, SettingsError
-from wandata.manifest import Manifest
-from wandata.pipeline import ingest
+from wandata import quality
+from tools import synth
+from wandata.settings import Settings, SettingsError
+from wandata.dataset.manifest import Manifest
+from wandata.ingest.run import ingest
 
 from .media import decode
 
@@ -139,8 +140,8 @@ def test_failed_test_of_a_disabled_filter_is_a_flag_not_a_drop(tmp_path):
 
 
 def test_letterbox_detection_and_fit_on_the_picture_inside(tmp_path):
-    from wandata import borders
-    from wandata.bucket import fit
+    from wandata.media import borders
+    from wandata.media.bucket import fit
     frames = [np.zeros((H, W, 3), np.uint8) for _ in range(N)]
     for i, f in enumerate(frames):  # a 2.35:1 picture in a 16:9 frame
         f[96:272] = synth.render_frame(synth.Shot("rocket", N, (1.0, 1.2), ((0.3, 0.3), (0.6, 0.6))), i, W, 176)
@@ -152,7 +153,7 @@ def test_letterbox_detection_and_fit_on_the_picture_inside(tmp_path):
 
 
 def test_a_dark_band_on_one_side_only_is_not_a_bar(tmp_path):
-    from wandata import borders
+    from wandata.media import borders
     frames = []
     for f in _pan("astronaut", 0):
         f = f.copy()
@@ -173,7 +174,7 @@ def _rows(clips):
 
 
 def test_plan_matches_what_ingest_wrote_clip_for_clip(planted):
-    from wandata.dryrun import make_plan
+    from wandata.ingest.preview import make_plan
     out, by_name = planted
     raw = Path(next(iter(by_name.values()))[0].path).parent
     plan = make_plan([raw], out, Settings(frames=17, buckets=SMALL, detector="none"))

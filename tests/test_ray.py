@@ -10,10 +10,10 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from wandata.config import Settings  # noqa: E402
+from wandata.settings import Settings  # noqa: E402
 from wandata.engine import LocalEngine, RayEngine  # noqa: E402
-from wandata.manifest import Manifest  # noqa: E402
-from wandata.pipeline import ingest  # noqa: E402
+from wandata.dataset.manifest import Manifest  # noqa: E402
+from wandata.ingest.run import ingest  # noqa: E402
 
 from .conftest import SAMPLE  # noqa: E402
 from .media import dataset_state, small_sources  # noqa: E402

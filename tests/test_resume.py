@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from wandata.manifest import Manifest, read_table
-from wandata.media import ffmpeg_exe
-from wandata.pipeline import slug
-from wandata.probe import content_hash
+from wandata.dataset.manifest import Manifest, read_table
+from wandata.media.tools import ffmpeg_exe
+from wandata.ingest.run import slug
+from wandata.media.probe import content_hash
 
 from .media import dataset_state, small_sources
 
@@ -212,9 +212,10 @@ def test_a_run_stopped_before_the_duplicate_pass_drops_the_duplicates_on_resume(
     last manifest write done, the pass not) left nothing to process, and the rerun used to skip
     the pass too: the copy stayed kept. The stop is raised where the pass starts, the one instant
     a kill -9 cannot be aimed at from outside."""
-    from wandata import quality, synth
-    from wandata.config import Settings
-    from wandata.pipeline import ingest
+    from wandata import quality
+    from tools import synth
+    from wandata.settings import Settings
+    from wandata.ingest.run import ingest
 
     raw = tmp_path / "raw"
     raw.mkdir()

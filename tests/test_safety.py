@@ -20,7 +20,7 @@ from wandata import atomic
 from wandata import export as ex
 from wandata.cli import main as cli
 from wandata.confine import OUTSIDE_ROOT
-from wandata.manifest import MANIFEST_NAME, Manifest
+from wandata.dataset.manifest import MANIFEST_NAME, Manifest
 
 from .test_export import tiny_dataset, write_clip
 
@@ -398,8 +398,8 @@ def test_train_refuses_a_foreign_output_folder(world, tmp_path):
 
 def test_validate_refuses_a_foreign_output_folder(world, tmp_path):
     pytest.importorskip("torch")
-    from train import validate as V
-    from train.config import TrainConfig
+    from wandata.train import validate as V
+    from wandata.train.config import TrainConfig
 
     mine = tmp_path / "renders"
     before = _foreign_file(mine / "holiday.mp4", "my video")

@@ -4,11 +4,11 @@ import json
 import numpy as np
 import pytest
 
-from wandata.bucket import fit
-from wandata.cascade import CascadeDetector
-from wandata.scan import Timeline, grid_frames
-from wandata.shots import AdaptiveDetector, ShotTracker, TransNetV2Detector, transitions
-from wandata.transcode import to_bucket
+from wandata.media.bucket import fit
+from wandata.detect.cascade import CascadeDetector
+from wandata.media.decode import Timeline, grid_frames
+from wandata.detect.shots import AdaptiveDetector, ShotTracker, TransNetV2Detector, transitions
+from wandata.media.encode import to_bucket
 
 from .conftest import SAMPLE
 

@@ -20,13 +20,13 @@ pytest.importorskip("diffsynth")
 from click.testing import CliRunner  # noqa: E402
 
 from tests.test_export import set_captions  # noqa: E402
-from train import cache as C  # noqa: E402
-from train import config as TC  # noqa: E402
-from train import estimate as E  # noqa: E402
-from train.tiny import WORDS, build_tiny_stack  # noqa: E402
+from wandata.train import cache as C  # noqa: E402
+from wandata.train import config as TC  # noqa: E402
+from wandata.train import estimate as E  # noqa: E402
+from tools.tiny_wan import WORDS, build_tiny_stack  # noqa: E402
 from wandata.cli import main  # noqa: E402
 from wandata.export import export  # noqa: E402
-from wandata.manifest import Manifest  # noqa: E402
+from wandata.dataset.manifest import Manifest  # noqa: E402
 
 CAPTIONS = [" ".join(WORDS[i:i + 6]) for i in range(0, 36, 6)]
 TINY = {"size": (32, 32), "num_frames": 5, "dtype": "fp32", "num_workers": 0}
@@ -80,7 +80,7 @@ def cfg_for(ds, stack, out, **kw) -> TC.TrainConfig:
 
 
 def run(cfg):
-    from train.trainer import run as train_run
+    from wandata.train.trainer import run as train_run
     return train_run(cfg, progress=False)
 
 
@@ -124,7 +124,7 @@ def test_train_cli_on_sample_export(exported, stack, tmp_path):
 
     # ... and DiffSynth's own loader reads it: load_lora fuses every layer into the base DiT
     from diffsynth.utils.lora import GeneralLoRALoader
-    from train.module import load_pipeline
+    from wandata.train.module import load_pipeline
 
     cfg = TC.load(out / "train_config.json")
     pipe = load_pipeline(cfg, {"dit": [stack["dit"]]}, device="cpu")
@@ -189,7 +189,7 @@ def test_overfit_one_clip(sample_dataset, stack, tmp_path):
     cfg = cfg_for(sample_dataset, stack, tmp_path / "run", steps=100, save_every=100, learning_rate=1e-2)
     summary = run(cfg)
 
-    from train.module import WanLoRAModule, load_pipeline
+    from wandata.train.module import WanLoRAModule, load_pipeline
     pipe = load_pipeline(cfg, {"dit": [stack["dit"]]}, device="cpu")
     torch.manual_seed(0)
     module = WanLoRAModule(pipe, cfg)
@@ -263,8 +263,8 @@ def test_validate_renders_base_and_lora(exported, stack, tmp_path):
 
     # ... and by exactly what the trained LoRA gives: the same render from a pipeline with the
     # LoRA fused into the DiT's weights at full strength (DiffSynth's load_lora without hot-loading)
-    from train import validate as V
-    from train.module import load_pipeline
+    from wandata.train import validate as V
+    from wandata.train.module import load_pipeline
 
     cfg = TC.load(tmp_path / "run" / "train_config.json")
     pipe = load_pipeline(cfg, files_of(stack), device="cpu")
@@ -298,17 +298,17 @@ def _parse_with_accelerate(cmd, monkeypatch):
 
 @pytest.mark.parametrize("variant, stage", [("zero3", 3), ("zero2-offload", 2)])
 def test_phase2_command_and_deepspeed_config_parse_in_accelerate(exported, stack, tmp_path, monkeypatch, variant, stage):
-    from train import launch
+    from wandata.train import launch
 
     monkeypatch.setattr(launch, "default_accelerate_config_exists", lambda: False)
     cfg = TC.resolve(dataset=exported, phase=2, output_dir=tmp_path / "run", num_processes=8, num_machines=2,
                      machine_rank=1, main_process_ip="10.0.0.1", main_process_port=29511, deepspeed=variant)
     assert cfg.model == "Wan2.1-T2V-14B"
     cmd = launch.command(cfg)
-    assert cmd[-3:] == [str(launch.RUN_SCRIPT), "--config", str(tmp_path / "run" / "train_config.json")]
+    assert cmd[-4:] == ["--module", launch.RUN_MODULE, "--config", str(tmp_path / "run" / "train_config.json")]
     args, env, plugin = _parse_with_accelerate(cmd, monkeypatch)
     assert args.use_deepspeed and args.num_processes == 8 and args.num_machines == 2 and args.machine_rank == 1
-    assert args.main_process_ip == "10.0.0.1" and args.training_script == str(launch.RUN_SCRIPT)
+    assert args.main_process_ip == "10.0.0.1" and args.module and args.training_script == launch.RUN_MODULE
     assert env["ACCELERATE_DEEPSPEED_CONFIG_FILE"] == str(launch.DEEPSPEED_CONFIGS[variant])
     assert env["ACCELERATE_MIXED_PRECISION"] == "bf16"
     assert plugin.zero_stage == stage and plugin.zero3_init_flag is False
@@ -322,7 +322,7 @@ def test_phase2_command_and_deepspeed_config_parse_in_accelerate(exported, stack
 
 
 def test_phase2_takes_gpus_and_nodes_from_the_users_accelerate_config(exported, tmp_path, monkeypatch):
-    from train import launch
+    from wandata.train import launch
 
     acc = tmp_path / "acc.yaml"
     acc.write_text("compute_environment: LOCAL_MACHINE\ndistributed_type: MULTI_GPU\nnum_processes: 4\n"
@@ -338,8 +338,10 @@ def test_phase2_takes_gpus_and_nodes_from_the_users_accelerate_config(exported, 
 def test_run_script_is_a_launchable_entry_point():
     import subprocess
     import sys
-    from train import launch
-    r = subprocess.run([sys.executable, str(launch.RUN_SCRIPT), "--help"], capture_output=True, text=True, timeout=60)
+    from wandata.train import launch
+    # From another folder: the module is found as an installed package, not through the checkout.
+    r = subprocess.run([sys.executable, "-m", launch.RUN_MODULE, "--help"], capture_output=True, text=True,
+                       timeout=60, cwd="/")
     assert r.returncode == 0 and "--config" in r.stdout
 
 

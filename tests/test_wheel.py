@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-PACKAGE_DATA = ["train/configs/zero3.json", "train/configs/zero2_offload.json", "train/measured.json"]
+PACKAGE_DATA = ["wandata/train/configs/zero3.json", "wandata/train/configs/zero2_offload.json",
+                "wandata/train/measured.json"]
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +33,7 @@ def wheel(tmp_path_factory) -> Path:
     src.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy2(REPO / name, src / name)
-    for pkg in ("wandata", "train"):
+    for pkg in ("wandata", "tools"):   # tools/ is copied so that the test sees it is left out
         shutil.copytree(REPO / pkg, src / pkg, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     dist = root / "dist"
     # No build isolation: the build backend (setuptools, a dev dependency) is already here, and
@@ -46,6 +47,7 @@ def wheel(tmp_path_factory) -> Path:
 
 def test_the_wheel_carries_the_package_data(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
+    assert not [n for n in names if n.startswith("tools/")], "development tools must stay out of the wheel"
     for data in PACKAGE_DATA:
         assert data in names
         assert zipfile.ZipFile(wheel).read(data) == (REPO / data).read_bytes()
@@ -69,8 +71,8 @@ def test_the_main_commands_run_from_the_installed_wheel(wheel, tmp_path):
         assert res.returncode in ok, (args, res.stdout[-2000:], res.stderr[-3000:])
         return res
 
-    where = run(py, "-c", "import wandata, train.launch, train.estimate; "
-                          "print(wandata.__file__); print(train.launch.__file__); print(train.estimate.MEASURED)")
+    where = run(py, "-c", "import wandata, wandata.train.launch, wandata.train.estimate; print(wandata.__file__); "
+                          "print(wandata.train.launch.__file__); print(wandata.train.estimate.MEASURED)")
     site = (env_dir / "lib").resolve()
     for line in where.stdout.split():
         assert Path(line).resolve().is_relative_to(site), f"{line} is not the wheel's copy"
@@ -89,4 +91,4 @@ def test_the_main_commands_run_from_the_installed_wheel(wheel, tmp_path):
     cmd = p2["command"]
     ds_config = Path(cmd[cmd.index("--deepspeed_config_file") + 1])
     assert ds_config.resolve().is_relative_to(site) and json.loads(ds_config.read_text())["zero_optimization"]
-    assert Path(cmd[-3]).resolve().is_relative_to(site) and cmd[-3].endswith("run.py")
+    assert cmd[-4:-2] == ["--module", "wandata.train.run"]   # the installed package's, by module name

@@ -23,7 +23,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Callable
 
-from ..records import ClipRecord
+from wandata.dataset.records import ClipRecord
 
 ENTRY_POINT_GROUP = "wandata.captioners"
 
@@ -72,7 +72,7 @@ class ClipInput:
 
     def frames(self, k: int, max_side: int = 0):
         """K RGB frames (numpy HxWx3) spread evenly across the clip."""
-        from .frames import sample_frames
+        from wandata.caption.frames import sample_frames
         return sample_frames(self.path, k, max_side=max_side, num_frames=self.record.verified_frames)
 
 
@@ -217,7 +217,7 @@ def describe_options(name: str) -> dict[str, Option]:
     return dict(getattr(target, "options", {}) or {}) if isinstance(target, type) else {}
 
 
-from .run import CaptionSummary, caption_clips  # noqa: E402 - needs the names above
+from wandata.caption.run import CaptionSummary, caption_clips  # noqa: E402 - needs the names above
 
 __all__ = ["BUILTINS", "ENTRY_POINT_GROUP", "CaptionSummary", "Captioner", "CaptionerError", "ClipInput",
            "FunctionCaptioner", "Option", "Result", "as_bool", "available", "caption_clips", "load", "make"]

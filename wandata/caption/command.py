@@ -17,8 +17,8 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from . import Captioner, CaptionerError, ClipInput, Option, Result
-from .frames import write_jpegs
+from wandata.caption import Captioner, CaptionerError, ClipInput, Option, Result
+from wandata.caption.frames import write_jpegs
 
 
 def parse_argv(value) -> list[str]:

@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .. import atomic
-from ..records import KEPT
+from wandata import atomic
+from wandata.dataset.records import KEPT
 
 if TYPE_CHECKING:
-    from ..manifest import Manifest
+    from wandata.dataset.manifest import Manifest
 
 COLUMNS = ["clip_id", "caption", "captioner", "clip", "source"]
 MANUAL = "manual"  # the captioner recorded for captions edited by hand

@@ -21,9 +21,9 @@ import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
-from . import Captioner, CaptionerError, ClipInput, Option, Result
-from .frames import to_jpeg
-from .template import PROMPT_OPTIONS, prompt_template, render
+from wandata.caption import Captioner, CaptionerError, ClipInput, Option, Result
+from wandata.caption.frames import to_jpeg
+from wandata.caption.template import PROMPT_OPTIONS, prompt_template, render
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}

@@ -13,15 +13,15 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ..confine import OUTSIDE_ROOT, OutsideRoot, inside
-from ..records import KEPT, ClipRecord
-from . import Captioner, CaptionerError, ClipInput, Result
-from .template import check, known_fields, render
-from .text import DEFAULT_MAX_CHARS, clean_text
-from .tokens import TokenCounter, TokenReport, token_report
+from wandata.confine import OUTSIDE_ROOT, OutsideRoot, inside
+from wandata.dataset.records import KEPT, ClipRecord
+from wandata.caption import Captioner, CaptionerError, ClipInput, Result
+from wandata.caption.template import check, known_fields, render
+from wandata.caption.text import DEFAULT_MAX_CHARS, clean_text
+from wandata.caption.tokens import TokenCounter, TokenReport, token_report
 
 if TYPE_CHECKING:
-    from ..manifest import Manifest
+    from wandata.dataset.manifest import Manifest
 
 
 @dataclass

@@ -9,8 +9,8 @@ import re
 import string
 from pathlib import Path
 
-from ..records import ClipRecord
-from . import Captioner, CaptionerError, ClipInput, Option, Result
+from wandata.dataset.records import ClipRecord
+from wandata.caption import Captioner, CaptionerError, ClipInput, Option, Result
 
 
 def field_names(fmt: str) -> set[str]:

@@ -11,8 +11,8 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from . import Captioner, CaptionerError, ClipInput, Option, Result, as_bool
-from .template import PROMPT_OPTIONS, prompt_template, render
+from wandata.caption import Captioner, CaptionerError, ClipInput, Option, Result, as_bool
+from wandata.caption.template import PROMPT_OPTIONS, prompt_template, render
 
 DEFAULT_MODEL = "Qwen/Qwen2.5-VL-7B-Instruct"
 

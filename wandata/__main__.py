@@ -1,0 +1,4 @@
+"""``python -m wandata``: the ``wandata`` command."""
+from wandata.cli import main
+
+main()

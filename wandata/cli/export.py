@@ -1,0 +1,128 @@
+"""``wandata export`` and ``wandata check``: thin shells over export.py and check.py."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from wandata.cli.options import EXIT_ERROR, EXIT_FAILURES, EXIT_OK
+from wandata.cli.options import EXIT_FAILURES as EXIT_PROBLEMS
+from wandata.export import FORMATS, ExportError
+
+MAX_LISTED = 50  # a refusal over thousands of clips stays readable; --json has them all
+
+
+def _fail(message: str, items: list[str], as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps({"ok": False, "error": message, "items": items}, indent=2, ensure_ascii=False))
+    else:
+        click.echo(f"error: {message}", err=True)
+        for line in items[:MAX_LISTED]:
+            click.echo(f"  {line}", err=True)
+        if len(items) > MAX_LISTED:
+            click.echo(f"  ... and {len(items) - MAX_LISTED} more (--json lists all)", err=True)
+    sys.exit(EXIT_ERROR)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-d", "--dataset", default="dataset", show_default=True,
+              type=click.Path(file_okay=False, path_type=Path), help="Dataset directory (with manifest.parquet).")
+@click.option("-f", "--format", "fmt", type=click.Choice(FORMATS), default="jsonl", show_default=True,
+              help="csv/json/jsonl: DiffSynth-Studio metadata; musubi: musubi-tuner TOML + JSONL; "
+                   "diffusion-pipe: clip folders + dataset.toml.")
+@click.option("-o", "--out", type=click.Path(path_type=Path),
+              help="Metadata file (csv/json/jsonl; default DATASET/metadata.FORMAT) or output folder "
+                   "(musubi, diffusion-pipe; default DATASET/export/FORMAT).")
+@click.option("--split", type=click.FloatRange(0, 1, min_open=True, max_open=True), metavar="FRACTION",
+              help="Hold out about this fraction of clips for validation, whole sources at a time.")
+@click.option("--fallback-caption", metavar="TEXT",
+              help="Caption for clips that have none (otherwise they are refused and listed).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def export(dataset, fmt, out, split, fallback_caption, as_json):
+    """Write the kept clips as training metadata for a Wan trainer.
+
+    Also writes wandata_export.json beside it: num_frames, buckets and the
+    resolution mode the trainer must use so no clip is cropped. CSV refuses
+    prompts pandas would read as NaN or numbers ("NA", "None", "null", ...);
+    jsonl (the default) carries any text unchanged. See docs/export.md.
+
+    Never writes over a file or folder it did not write, nor onto the dataset;
+    a clip whose manifest path leads outside the dataset is left out and listed
+    (reason code path_outside_root).
+
+    Exit status: 0 written, 3 written but some rows refused (listed), 1 refused
+    or failed (the message says why), 2 bad usage.
+    """
+    from wandata.export import export as run_export
+
+    try:
+        summary = run_export(dataset, fmt, out, split, fallback_caption)
+    except ExportError as e:
+        _fail(str(e), e.items, as_json)
+    except OSError as e:
+        _fail(f"{e}; check the path and permissions", [], as_json)
+    done = EXIT_FAILURES if summary["refused"] else EXIT_OK
+    if as_json:
+        click.echo(json.dumps(summary, indent=2, ensure_ascii=False))
+        sys.exit(done)
+    click.echo(f"{summary['format']}: {summary['train']} training clips -> {summary['metadata']}")
+    if summary["validation"]:
+        click.echo(f"validation: {summary['validation']} clips -> {summary['validation_metadata']}")
+    buckets = ", ".join(f"{b['width']}x{b['height']}: {b['clips']}" for b in summary["buckets"])
+    click.echo(f"buckets: {buckets}; {summary['num_frames']} frames; resolution mode {summary['resolution_mode']}")
+    if "frame_bucket" in summary:
+        linked = ", ".join(f"{n} {how}" for how, n in summary["linked"].items())
+        click.echo(f"diffusion-pipe frame bucket: {summary['frame_bucket']}; clips: {linked}")
+    click.echo(f"trainer settings: {summary['settings']}")
+    for w in summary["warnings"]:
+        click.echo(f"warning: {w}", err=True)
+    for r in summary["refused"][:MAX_LISTED]:
+        click.echo(f"refused {r['code']}: {r['message']}", err=True)
+    if len(summary["refused"]) > MAX_LISTED:
+        click.echo(f"  ... and {len(summary['refused']) - MAX_LISTED} more (--json lists all)", err=True)
+    sys.exit(done)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("target", type=click.Path(exists=True, path_type=Path), metavar="DIR_OR_METADATA")
+@click.option("--num-frames", type=click.IntRange(min=1), help="Frames the trainer reads per clip.")
+@click.option("--height", type=click.IntRange(min=1), help="Fixed training height (with --width).")
+@click.option("--width", type=click.IntRange(min=1), help="Fixed training width (with --height).")
+@click.option("--max-pixels", type=click.IntRange(min=1), help="Dynamic-resolution pixel limit.")
+@click.option("--fps", type=click.FloatRange(min=0, min_open=True), help="Frame rate every clip should have.")
+@click.option("--base-path", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder relative video paths start from (default: the metadata file's folder).")
+@click.option("--jobs", type=click.IntRange(min=1), default=2, show_default=True, help="Clips decoded at once.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def check(target, num_frames, height, width, max_pixels, fps, base_path, jobs, as_json):
+    """Lint a Wan dataset: a wandata dataset or export, or hand-made metadata.
+
+    DIR_OR_METADATA is a dataset folder, a metadata.csv/json/jsonl, a musubi or
+    diffusion-pipe dataset TOML, or wandata_export.json. Every clip is decoded.
+    Reports missing files, frame count / fps / size that disagree with the
+    metadata or the trainer settings (wandata_export.json, or the flags), sizes
+    not multiples of 16, prompts pandas turns into NaN, and duplicates.
+
+    Exit status: 0 no errors (warnings allowed), 3 problems found, 1 nothing to
+    check, 2 bad usage.
+    """
+    from wandata.export.check import CheckError, check as run_check
+
+    if (height is None) != (width is None):
+        raise click.UsageError("give --height and --width together (a fixed training size), or neither")
+    try:
+        report = run_check(target, num_frames, height, width, max_pixels, fps, base_path, jobs)
+    except CheckError as e:
+        _fail(str(e), [], as_json)
+    if as_json:
+        click.echo(json.dumps(report, indent=2, ensure_ascii=False))
+    else:
+        for p in report["problems"]:
+            where = p["where"] or p["file"]
+            click.echo(f"{p['severity']:7s} {p['code']}: {where}: {p['message']}\n          fix: {p['fix']}")
+        status = "ok" if report["ok"] else "problems found"
+        click.echo(f"{status}: {report['rows']} rows, {report['videos_decoded']} clips decoded, "
+                   f"{report['errors']} errors, {report['warnings']} warnings")
+    sys.exit(EXIT_OK if report["ok"] else EXIT_PROBLEMS)

@@ -1,0 +1,115 @@
+"""Probe a source: can it be read, what is in it, and what must be done to use it.
+
+Reads container metadata and demuxes the video packets (no decoding) to get every
+frame's timestamp, which tells a variable frame rate from a constant one and a
+truncated file from a whole one. Rotation comes from the display matrix a phone
+writes; a video shot upright is stored landscape and must come out portrait.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import av
+import numpy as np
+
+from wandata.dataset.records import DROPPED, FAILED, SourceRecord
+
+
+def content_hash(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.blake2b(digest_size=20)
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _rotation(container, stream) -> int:
+    """Clockwise degrees to turn stored pixels to display them (0, 90, 180, 270)."""
+    for frame in container.decode(stream):
+        # av's rotation is the display matrix angle, counter-clockwise.
+        return int(round(-(frame.rotation or 0) / 90.0)) % 4 * 90
+    return 0
+
+
+def probe(path: Path, min_duration_s: float = 0.5) -> SourceRecord:
+    """Fill a SourceRecord; failures and unusable sources come back with status and reason."""
+    rec = SourceRecord(path=str(path))
+    try:
+        rec.size_bytes = path.stat().st_size
+    except OSError as e:
+        return _fail(rec, "unreadable", f"cannot read the file ({e.strerror}); check its permissions")
+    if rec.size_bytes == 0:
+        return _fail(rec, "empty_file", "the file is empty (0 bytes); copy it again from the original")
+    try:
+        rec.content_hash = content_hash(path)
+    except OSError as e:  # stat works on a file without read permission; reading does not
+        return _fail(rec, "unreadable", f"cannot read the file ({e.strerror}); check its permissions")
+    rec.source_id = rec.content_hash[:16]
+    try:
+        container = av.open(str(path), metadata_errors="ignore")
+    except av.error.FFmpegError as e:
+        return _fail(rec, "not_a_video", f"not a readable video ({_why(e)}); the file is corrupt or not a video")
+    with container:
+        rec.container = container.format.name
+        rec.has_audio = bool(container.streams.audio)
+        if not container.streams.video:
+            what = "has only audio" if rec.has_audio else "has no video stream"
+            return _fail(rec, "audio_only" if rec.has_audio else "not_a_video",
+                         f"the file {what}; nothing to cut clips from")
+        stream = container.streams.video[0]
+        ctx = stream.codec_context
+        rec.codec = ctx.name or ""
+        rec.pix_fmt = ctx.pix_fmt or ""
+        rec.width, rec.height = ctx.width, ctx.height
+        declared = _declared_duration(container, stream)
+        try:
+            pts = _packet_times(container, stream)
+            container.seek(0)
+            rec.rotation = _rotation(container, stream)
+        except av.error.FFmpegError as e:
+            return _fail(rec, "decode_error", f"the video stream cannot be read ({_why(e)}); the file is corrupt")
+    if rec.width <= 0 or rec.height <= 0 or len(pts) == 0:
+        return _fail(rec, "decode_error", "no decodable video frames; the file is truncated or corrupt")
+    rec.display_width, rec.display_height = (
+        (rec.height, rec.width) if rec.rotation in (90, 270) else (rec.width, rec.height))
+    rec.num_frames = len(pts)
+    deltas = np.diff(pts)
+    mean = float(np.mean(deltas)) if len(deltas) else 0.0
+    rec.duration_s = float(pts[-1] - pts[0] + (mean if mean > 0 else 0.0))
+    rec.fps = 1.0 / mean if mean > 0 else 0.0
+    # A constant-rate file has one delta up to timestamp rounding (1 tick of a coarse timebase).
+    rec.vfr = bool(len(deltas) > 1 and (deltas.max() - deltas.min()) > max(0.002, 0.1 * mean))
+    if declared and declared > rec.duration_s + max(0.5, 0.05 * declared):
+        rec.reason_code = "truncated"  # a warning while clips come from the rest
+        rec.reason = (f"truncated: the video stops at {rec.duration_s:.2f} s of the "
+                      f"{declared:.2f} s its header declares; copy the file again to use all of it")
+    if rec.duration_s < min_duration_s:
+        if rec.reason_code == "truncated":
+            rec.status = FAILED  # too short because it was cut off: the copy is at fault
+        else:
+            rec.set(DROPPED, "too_short", f"only {rec.duration_s:.2f} s long (minimum "
+                    f"{min_duration_s} s); too short to cut a clip from")
+    return rec
+
+
+def _packet_times(container, stream) -> np.ndarray:
+    """Presentation times (s) of every video packet, sorted: the frame timeline without decoding."""
+    tb = float(stream.time_base)
+    times = [p.pts for p in container.demux(stream) if p.pts is not None and p.size > 0]
+    return np.sort(np.asarray(times, dtype=np.float64) * tb)
+
+
+def _declared_duration(container, stream) -> float:
+    if stream.duration is not None and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    return container.duration / 1e6 if container.duration else 0.0
+
+
+def _why(e: Exception) -> str:
+    return getattr(e, "strerror", None) or str(e)
+
+
+def _fail(rec: SourceRecord, code: str, reason: str) -> SourceRecord:
+    rec.set(FAILED, code, reason)
+    return rec

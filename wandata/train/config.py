@@ -1,0 +1,248 @@
+"""The resolved configuration of one training run.
+
+Everything the dataset already knows (num_frames, buckets, resolution mode, max_pixels,
+fps, the metadata path) comes from the export's ``wandata_export.json`` through
+``wandata.export.read_settings``; flags only override. The resolved config is written
+to ``OUTPUT/train_config.json`` and is all a launched process reads.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from wandata.train import models as M
+
+DEFAULT_TARGETS = "q,k,v,o,ffn.0,ffn.2"
+TASKS = ("t2v", "i2v")
+DEEPSPEED = ("zero3", "zero2-offload")
+DTYPES = ("bf16", "fp32")
+CONFIG_NAME = "train_config.json"
+
+
+class ConfigError(Exception):
+    """A setting cannot work; the message says which and what to do."""
+
+    def __init__(self, message: str, items: list[str] | None = None):
+        super().__init__(message)
+        self.items = list(items or [])
+
+
+@dataclass
+class TrainConfig:
+    # what
+    phase: int = 1
+    task: str = "t2v"
+    model: str = "Wan2.1-T2V-1.3B"
+    models: dict = field(default_factory=dict)          # role -> ModelSpec as a dict
+    models_root: str = "./models"
+    offline: bool = False
+    download_source: str | None = None                  # modelscope (DiffSynth's default) | huggingface
+    model_registry: list = field(default_factory=list)  # extra DiffSynth model-table entries
+    # data (from wandata_export.json)
+    settings_path: str = ""
+    dataset_base_path: str = ""
+    metadata_path: str = ""
+    num_frames: int = 81
+    height: int | None = None
+    width: int | None = None
+    max_pixels: int = 832 * 480
+    resolution_mode: str = "fixed"
+    buckets: list = field(default_factory=list)
+    fps: float = 16.0
+    num_clips: int = 0
+    # where
+    output_dir: str = ""
+    cache_dir: str = ""
+    use_cache: bool = True
+    # LoRA
+    lora_rank: int = 32
+    lora_targets: str = DEFAULT_TARGETS
+    # optimisation
+    learning_rate: float = 1e-4
+    weight_decay: float = 1e-2
+    epochs: int = 10
+    steps: int | None = None             # None: epochs * ceil(clips / processes), fixed at start
+    save_every: int = 250
+    seed: int = 0
+    grad_accum: int = 1
+    max_grad_norm: float | None = None
+    gradient_checkpointing: bool = True
+    gradient_checkpointing_offload: bool = False
+    dtype: str = "bf16"
+    num_workers: int = 2
+    min_timestep_boundary: float = 0.0
+    max_timestep_boundary: float = 1.0
+    resume: str | None = None
+    # phase 2 launch
+    num_processes: int | None = None
+    num_machines: int = 1
+    machine_rank: int = 0
+    main_process_ip: str | None = None
+    main_process_port: int | None = None
+    deepspeed: str = "zero3"
+    accelerate_config: str | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"unknown training setting(s): {', '.join(unknown)}")
+        return cls(**d)
+
+    def specs(self) -> dict[str, M.ModelSpec]:
+        return M.specs_from_json(self.models)
+
+    def total_steps(self, world_size: int) -> int:
+        if self.steps is not None:
+            return self.steps
+        return self.epochs * max(1, math.ceil(self.num_clips / max(1, world_size)))
+
+    def save(self, path: Path | None = None) -> Path:
+        path = Path(path or Path(self.output_dir) / CONFIG_NAME)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+        tmp.replace(path)
+        return path
+
+    def validate(self) -> None:
+        problems = []
+        if self.phase not in (1, 2):
+            problems.append(f"phase {self.phase}: 1 (one GPU) or 2 (accelerate + DeepSpeed)")
+        if self.task not in TASKS:
+            problems.append(f"task {self.task!r}: choose {' or '.join(TASKS)}")
+        if self.task == "i2v" and "image_encoder" not in self.models:
+            problems.append("task i2v needs an image encoder (CLIP): use the Wan2.1-I2V-14B-480P model "
+                            "or pass --image-encoder")
+        if self.dtype not in DTYPES:
+            problems.append(f"dtype {self.dtype!r}: choose {' or '.join(DTYPES)}")
+        if self.deepspeed not in DEEPSPEED:
+            problems.append(f"deepspeed {self.deepspeed!r}: choose {' or '.join(DEEPSPEED)}")
+        if self.num_frames < 1 or (self.num_frames - 1) % 4:
+            problems.append(f"num_frames {self.num_frames} is not 4k+1, which Wan's VAE needs")
+        if (self.height is None) != (self.width is None):
+            problems.append("height and width go together (a fixed size) or are both unset (dynamic)")
+        for side in (self.height, self.width):
+            if side is not None and side % 16:
+                problems.append(f"size {self.width}x{self.height}: sides must be multiples of 16")
+                break
+        if self.lora_rank < 1:
+            problems.append("lora rank must be at least 1")
+        if not [t for t in self.lora_targets.split(",") if t.strip()]:
+            problems.append("no LoRA target modules")
+        if self.steps is not None and self.steps < 1:
+            problems.append("steps must be at least 1")
+        if self.save_every < 1:
+            problems.append("save_every must be at least 1")
+        if self.grad_accum < 1:
+            problems.append("grad_accum must be at least 1")
+        if not 0 <= self.min_timestep_boundary < self.max_timestep_boundary <= 1:
+            problems.append("timestep boundaries must satisfy 0 <= min < max <= 1")
+        # The same ranges as the command line's, for a train_config.json written by hand.
+        if not self.learning_rate > 0:
+            problems.append(f"learning_rate {self.learning_rate} must be > 0")
+        if self.weight_decay < 0:
+            problems.append(f"weight_decay {self.weight_decay} must be >= 0")
+        if self.epochs < 1:
+            problems.append("epochs must be at least 1")
+        if self.seed < 0:
+            problems.append("seed must be >= 0")
+        if self.num_workers < 0:
+            problems.append("num_workers must be >= 0 (0: clips decoded in the training process)")
+        if self.max_grad_norm is not None and not self.max_grad_norm > 0:
+            problems.append(f"max_grad_norm {self.max_grad_norm} must be > 0 (or unset: no clipping)")
+        if self.max_pixels < 16 * 16:
+            problems.append(f"max_pixels {self.max_pixels} must be at least 256")
+        if self.num_processes is not None and self.num_processes < 1:
+            problems.append("num_processes (--gpus) must be at least 1")
+        if self.num_machines < 1 or not 0 <= self.machine_rank < self.num_machines:
+            problems.append(f"machine_rank {self.machine_rank} must be in [0, num_machines={self.num_machines})")
+        if self.main_process_port is not None and not 1 <= self.main_process_port <= 65535:
+            problems.append(f"main_process_port {self.main_process_port} must be in [1, 65535]")
+        for role in ("dit", "text_encoder", "vae", "tokenizer"):
+            if role not in self.models:
+                problems.append(f"no {role} model")
+        if problems:
+            raise ConfigError("the training settings cannot work", problems)
+
+
+def find_settings(dataset: Path | None, settings: Path | None) -> Path:
+    """The export's settings file: given, or DATASET/wandata_export.json."""
+    from wandata.export import SETTINGS_NAME
+
+    if settings is not None:
+        return Path(settings)
+    dataset = Path(dataset or "dataset")
+    path = dataset / SETTINGS_NAME if dataset.is_dir() or not dataset.suffix else dataset
+    if not path.exists():
+        raise ConfigError(f"no {SETTINGS_NAME} in {dataset}: run `wandata export -d {dataset}` first "
+                          "(it records num_frames, buckets and the resolution mode the trainer needs)")
+    return path
+
+
+def resolve(*, dataset: Path | None = None, settings: Path | None = None, phase: int = 1, task: str = "t2v",
+            model: str | None = None, model_dir: Path | None = None, files: dict[str, str | None] | None = None,
+            models_root: str | None = None, output_dir: Path | None = None, cache_dir: Path | None = None,
+            num_frames: int | None = None, size: tuple[int, int] | None = None, max_pixels: int | None = None,
+            **overrides) -> TrainConfig:
+    """Build a run's config from the export settings, the model choice and the flags."""
+    from wandata.export import ExportError, read_settings
+
+    settings_path = find_settings(dataset, settings)
+    try:
+        s = read_settings(settings_path)
+    except ExportError as e:
+        raise ConfigError(str(e)) from None
+    if s.get("format") not in ("csv", "json", "jsonl"):
+        raise ConfigError(f"{settings_path} describes a {s.get('format')} export; the trainer reads DiffSynth "
+                          f"metadata: run `wandata export -f jsonl`")
+    model = model or M.default_model(phase, task)
+    if model not in M.PRESETS:
+        raise ConfigError(f"unknown model {model!r}; choose one of {', '.join(M.PRESETS)}")
+    image_encoder = task == "i2v"
+    try:
+        specs = M.specs_from_dir(model_dir, image_encoder) if model_dir else {}
+    except M.ModelError as e:
+        raise ConfigError(str(e), e.items) from None
+    for role, spec in M.preset_specs(model).items():
+        specs.setdefault(role, spec)
+    for role, value in (files or {}).items():
+        if value:
+            specs[role] = M.ModelSpec(paths=[str(Path(p).resolve()) for p in str(value).split(",")])
+    if not image_encoder:
+        specs.pop("image_encoder", None)
+    base = Path(s["dataset_base_path"])
+    if size is not None:
+        height, width, mode = size[1], size[0], "fixed"
+    else:
+        height, width, mode = s.get("height"), s.get("width"), s["resolution_mode"]
+    out = Path(output_dir or base / "train" / f"phase{phase}-{model}").resolve()
+    cfg = TrainConfig(
+        phase=phase, task=task, model=model, models=M.specs_to_json(specs), models_root=M.models_root(models_root),
+        settings_path=str(Path(settings_path).resolve()), dataset_base_path=str(base),
+        metadata_path=s["metadata_path"], num_frames=num_frames or s["num_frames"], height=height, width=width,
+        max_pixels=max_pixels or s["max_pixels"], resolution_mode=mode, buckets=s.get("buckets") or [],
+        fps=s.get("fps") or 16.0, num_clips=(s.get("num_clips") or {}).get("train", 0),
+        output_dir=str(out), cache_dir=str(Path(cache_dir or base / ".wandata-cache" / "encode").resolve()),
+    )
+    for k, v in overrides.items():
+        if v is None:
+            continue
+        if not hasattr(cfg, k):
+            raise ConfigError(f"unknown training setting {k!r}")
+        setattr(cfg, k, v)
+    cfg.validate()
+    return cfg
+
+
+def load(path: Path) -> TrainConfig:
+    try:
+        return TrainConfig.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"cannot read training config {path}: {e}") from None

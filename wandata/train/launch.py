@@ -1,0 +1,136 @@
+"""How a run is started: in this process (phase 1) or through ``accelerate launch`` (phase 2).
+
+Phase 2 runs ``python -m wandata.train.run`` in every process with DeepSpeed: ZeRO-3
+(``configs/zero3.json``: parameters, gradients and optimizer state split over the GPUs,
+for the 14B models that no single card holds with activations) or ZeRO-2 with the
+optimizer state on the CPU (``configs/zero2_offload.json``: each GPU holds the whole
+bf16 DiT, about 27 GiB for 14B; no parameter traffic, so faster when it fits).
+
+GPU count and node settings come from the flags, else from the user's accelerate config
+(``--accelerate-config FILE``, or accelerate's default config file, which accelerate
+reads itself), else every visible GPU of this machine.
+"""
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from wandata.train.config import CONFIG_NAME, TrainConfig
+
+HERE = Path(__file__).resolve().parent
+RUN_MODULE = "wandata.train.run"   # started with -m: the installed package, whatever the working directory
+DEEPSPEED_CONFIGS = {"zero3": HERE / "configs" / "zero3.json", "zero2-offload": HERE / "configs" / "zero2_offload.json"}
+
+
+def accelerate_executable() -> list[str]:
+    exe = shutil.which("accelerate")
+    return [exe, "launch"] if exe else [sys.executable, "-m", "accelerate.commands.launch"]
+
+
+def user_config_is_deepspeed(path: str | None) -> bool:
+    if not path:
+        return False
+    try:
+        from accelerate.commands.config.config_args import load_config_from_file
+        return str(load_config_from_file(path).distributed_type).endswith("DEEPSPEED")
+    except Exception:
+        return False
+
+
+def default_accelerate_config_exists() -> bool:
+    try:
+        from accelerate.commands.config import default_config_file
+        return os.path.isfile(default_config_file)
+    except Exception:
+        return False
+
+
+def visible_gpus() -> int:
+    try:
+        import torch
+        return torch.cuda.device_count()
+    except Exception:
+        return 0
+
+
+def config_path(cfg: TrainConfig) -> Path:
+    return Path(cfg.output_dir) / CONFIG_NAME
+
+
+def phase1_command(cfg: TrainConfig) -> list[str]:
+    """What phase 1 runs (in this process; this is the equivalent command line)."""
+    return [sys.executable, "-m", RUN_MODULE, "--config", str(config_path(cfg))]
+
+
+def phase2_command(cfg: TrainConfig) -> list[str]:
+    cmd = accelerate_executable()
+    if cfg.accelerate_config:
+        cmd += ["--config_file", str(cfg.accelerate_config)]
+    num = cfg.num_processes
+    if num is None and not cfg.accelerate_config and not default_accelerate_config_exists():
+        num = max(1, visible_gpus()) * max(1, cfg.num_machines)
+    if num is not None:
+        cmd += ["--num_processes", str(num)]
+    if cfg.num_machines > 1 or cfg.machine_rank:
+        cmd += ["--num_machines", str(cfg.num_machines), "--machine_rank", str(cfg.machine_rank)]
+    elif not cfg.accelerate_config:
+        cmd += ["--num_machines", "1"]
+    if cfg.main_process_ip:
+        cmd += ["--main_process_ip", cfg.main_process_ip]
+    if cfg.main_process_port is not None:
+        cmd += ["--main_process_port", str(cfg.main_process_port)]
+    if not user_config_is_deepspeed(cfg.accelerate_config):
+        cmd += ["--mixed_precision", "bf16" if cfg.dtype == "bf16" else "no", "--dynamo_backend", "no",
+                "--use_deepspeed", "--deepspeed_config_file", str(DEEPSPEED_CONFIGS[cfg.deepspeed]),
+                # Off: the DiT is memory-mapped from its safetensors file (pages shared by
+                # every process) and DeepSpeed partitions it when the engine starts.
+                "--zero3_init_flag", "false"]
+        if cfg.max_grad_norm:
+            # DeepSpeed clips inside its engine (accelerate's clip_grad_norm_ only reports the
+            # norm), from the config's "gradient_clipping": "auto", which this fills.
+            cmd += ["--gradient_clipping", str(cfg.max_grad_norm)]
+    return cmd + ["--module", RUN_MODULE, "--config", str(config_path(cfg))]
+
+
+def missing_files(cfg: TrainConfig) -> list[str]:
+    """Files a launch reads from this package (shipped as package data): an install that lacks
+    them (a wheel built without its data) cannot start phase 2."""
+    need = [HERE / "run.py"] + ([DEEPSPEED_CONFIGS[cfg.deepspeed]] if cfg.phase == 2 else [])
+    return [f"{p} (missing from the installed package; reinstall wandata)" for p in need if not p.is_file()]
+
+
+def command(cfg: TrainConfig) -> list[str]:
+    return phase1_command(cfg) if cfg.phase == 1 else phase2_command(cfg)
+
+
+def shell(cmd: list[str]) -> str:
+    return shlex.join(cmd)
+
+
+def environment(cfg: TrainConfig) -> dict[str, str]:
+    """Variables the launched processes need on top of the current environment."""
+    from wandata.train.models import offline_env
+
+    env = {"TOKENIZERS_PARALLELISM": "false"}
+    if cfg.offline:
+        env.update(offline_env())
+    if cfg.download_source:
+        env["DIFFSYNTH_DOWNLOAD_SOURCE"] = cfg.download_source
+    return env
+
+
+def launch_phase2(cfg: TrainConfig) -> int:
+    """Write the config, start ``accelerate launch``, wait; returns its exit status."""
+    from wandata.train.trainer import TrainError, check_output_dir
+    try:
+        check_output_dir(cfg)   # before the config is written into it
+    except TrainError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    cfg.save(config_path(cfg))
+    env = dict(os.environ, **environment(cfg))
+    return subprocess.call(command(cfg), env=env)

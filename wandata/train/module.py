@@ -1,0 +1,129 @@
+"""The training module: a ``WanVideoPipeline`` with a LoRA on its DiT.
+
+Built on DiffSynth's public API: ``DiffusionTrainingModule`` (LoRA injection through
+``switch_pipe_to_training_mode``, trainable-state export, device transfer), the
+pipeline's own units, split with ``split_pipeline_units`` into the encoder part (text
+encoder, VAE, image encoder: run once per clip, see ``wandata.train.cache``) and the DiT part
+(run every step), and ``FlowMatchSFTLoss``.
+"""
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import torch
+
+from diffsynth.diffusion import DiffusionTrainingModule, FlowMatchSFTLoss
+
+from wandata.train import cache as C
+from wandata.train import models as M
+from wandata.train.config import TrainConfig
+
+DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
+ENCODER_ROLES = ("text_encoder", "vae", "image_encoder")
+LORA_PREFIX = "pipe.dit."
+
+
+def resolve_files(cfg: TrainConfig, roles, main_first=None) -> dict[str, list[str]]:
+    """Local files for ``roles``, downloading through DiffSynth's ModelConfig unless offline.
+
+    ``main_first`` is a context manager (``accelerator.main_process_first``) so that one
+    process downloads while the others wait."""
+    specs = cfg.specs()
+    wanted = {r: specs[r] for r in roles if r in specs}
+    if cfg.offline:
+        M.check_offline(wanted, cfg.models_root)
+    with (main_first() if main_first else contextlib.nullcontext()):
+        return {r: M.fetch(s, cfg.models_root, cfg.offline, cfg.download_source) for r, s in wanted.items()}
+
+
+def load_pipeline(cfg: TrainConfig, files: dict[str, list[str]], device="cpu", no_zero3_init=None):
+    """A WanVideoPipeline holding the models in ``files`` (roles absent are None)."""
+    from diffsynth.core import ModelConfig
+    from diffsynth.pipelines.wan_video import WanVideoPipeline
+
+    M.register_models(cfg.model_registry)
+    configs = [ModelConfig(path=p if len(p) > 1 else p[0]) for r, p in files.items() if r != "tokenizer"]
+    tok = files.get("tokenizer")
+    tok_cfg = ModelConfig(path=tok[0]) if tok else None
+    ctx = no_zero3_init() if no_zero3_init else contextlib.nullcontext()
+    with ctx:
+        pipe = WanVideoPipeline.from_pretrained(torch_dtype=DTYPES[cfg.dtype], device=device, model_configs=configs,
+                                                tokenizer_config=tok_cfg, redirect_common_files=False)
+    return pipe
+
+
+class WanLoRAModule(DiffusionTrainingModule):
+    """``forward(data)`` encodes and steps; ``forward(inputs=cached)`` steps from the cache."""
+
+    def __init__(self, pipe, cfg: TrainConfig, with_lora: bool = True):
+        super().__init__()
+        self.pipe = pipe
+        self.cfg = cfg
+        has_dit = pipe.dit is not None
+        self.switch_pipe_to_training_mode(
+            pipe, trainable_models=None,
+            lora_base_model="dit" if (has_dit and with_lora) else None,
+            lora_target_modules=cfg.lora_targets, lora_rank=cfg.lora_rank, task="sft:train")
+        # Units that touch the DiT run at every step; all others only encode.
+        self.train_units, self.encode_units = pipe.split_pipeline_units(["dit"])
+
+    # --- inputs ---------------------------------------------------------------------------
+    def pipeline_inputs(self, data: dict) -> tuple[dict, dict, dict]:
+        video = data["video"]
+        prompt = data.get("prompt")
+        if not isinstance(prompt, str):
+            raise ValueError(f"clip {data.get('video_path', '?')}: prompt is {prompt!r}, not text")
+        shared = {
+            "input_video": video, "height": video[0].size[1], "width": video[0].size[0], "num_frames": len(video),
+            "cfg_scale": 1, "cfg_merge": False, "tiled": False, "vace_scale": 1,
+            # A seeded noise generator: encoding never draws from the global RNG, so a step
+            # from the cache and a step that encodes first see the same random numbers.
+            "seed": 0, "rand_device": "cpu",
+        }
+        if self.cfg.task == "i2v":
+            shared["input_image"] = video[0]   # the clip's first frame, as cropped for training
+        return shared, {"prompt": prompt}, {}
+
+    @torch.no_grad()
+    def encode(self, data: dict) -> tuple[dict, dict, dict]:
+        """Run the text encoder, VAE (and image encoder) for one clip."""
+        inputs = self.pipeline_inputs(data)
+        inputs = self.transfer_data_to_device(inputs, self.pipe.device, self.pipe.torch_dtype)
+        for unit in self.encode_units:
+            inputs = self.pipe.unit_runner(unit, self.pipe, *inputs)
+        return C.strip(inputs)
+
+    # --- step -----------------------------------------------------------------------------
+    def forward(self, data: dict | None = None, inputs=None):
+        if inputs is None:
+            inputs = self.encode(data)
+        shared, posi, nega = self.transfer_data_to_device(inputs, self.pipe.device, self.pipe.torch_dtype)
+        shared = dict(shared, use_gradient_checkpointing=self.cfg.gradient_checkpointing,
+                      use_gradient_checkpointing_offload=self.cfg.gradient_checkpointing_offload,
+                      max_timestep_boundary=self.cfg.max_timestep_boundary,
+                      min_timestep_boundary=self.cfg.min_timestep_boundary)
+        inputs = (shared, dict(posi), dict(nega))
+        for unit in self.train_units:
+            inputs = self.pipe.unit_runner(unit, self.pipe, *inputs)
+        return FlowMatchSFTLoss(self.pipe, **inputs[0], **inputs[1])
+
+    # --- LoRA state -----------------------------------------------------------------------
+    def lora_state_dict(self, state_dict: dict | None = None) -> dict:
+        """Trainable (LoRA) weights with DiffSynth's keys: ``blocks.0.self_attn.q.lora_A.default.weight``."""
+        sd = self.state_dict() if state_dict is None else state_dict
+        return self.export_trainable_state_dict(sd, remove_prefix=LORA_PREFIX)
+
+    def load_lora_weights(self, path: str | Path) -> int:
+        """Load a LoRA file written by ``lora_state_dict`` back into the injected LoRA."""
+        self.resume_from_checkpoint(str(path), remove_prefix_in_ckpt=LORA_PREFIX)
+        from safetensors import safe_open
+        with safe_open(str(path), framework="pt") as f:
+            return len(list(f.keys()))
+
+    def free_encoders(self) -> None:
+        for role in ENCODER_ROLES:
+            setattr(self.pipe, role, None)
+        self.pipe.tokenizer = None
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
