@@ -191,8 +191,8 @@ def model_load_seconds(detector: str) -> float | None:
     cost inside the wandata time that does not grow with the footage."""
     if detector not in ("auto", "transnetv2", "cascade"):
         return None
-    code = ("import numpy as np; import wandata.pipeline; from wandata.shots import make_detector; "
-            "from wandata.shots import transitions; transitions(make_detector('transnetv2'), np.zeros((1, 27, 48, 3), np.uint8))")
+    code = ("import numpy as np; import wandata.ingest.run; from wandata.detect.registry import make_detector; "
+            "from wandata.detect.base import transitions; transitions(make_detector('transnetv2'), np.zeros((1, 27, 48, 3), np.uint8))")
     return timed([sys.executable, "-c", code], env=child_env())[0]
 
 

@@ -21,7 +21,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from wandata.detect.shots import make_detector, transitions  # noqa: E402
+from wandata.detect.base import transitions  # noqa: E402
+from wandata.detect.registry import make_detector  # noqa: E402
 
 
 def grid_frames_of(video: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -29,7 +30,7 @@ def grid_frames_of(video: Path) -> tuple[np.ndarray, np.ndarray]:
 
     from wandata.media.bucket import fit
     from wandata.media.decode import Timeline, grid_frames
-    from wandata.media.encode import to_bucket
+    from wandata.media.picture import to_bucket
 
     with av.open(str(video)) as c:
         s = c.streams.video[0]

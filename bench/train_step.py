@@ -4,7 +4,7 @@ Builds a full-size, randomly initialised Wan2.1-T2V-1.3B (DiT, UMT5-XXL text enc
 Wan2.1 VAE; shapes identical to the released checkpoints, so DiffSynth's model table
 recognises each file by its key:shape hash; random weights, nothing downloaded), puts a
 rank-32 LoRA on the DiT (q,k,v,o,ffn.0,ffn.2), and trains on one synthetic clip
-(81 x 480 x 832 by default) with wandata's own training step (``train.trainer.train_step``):
+(81 x 480 x 832 by default) with wandata's own training step (``wandata.train.trainer.train_step``):
 
 * uncached: every step runs the text encoder and VAE, then the DiT (DiffSynth's default);
 * encode:   one clip through the text encoder and VAE alone (what the cache pays once);
@@ -15,12 +15,12 @@ Reports median seconds per step (after warm-up) and peak GPU memory
 (``torch.cuda.max_memory_allocated``) with the GPU's name; ``--json OUT`` writes them.
 ``--tiny`` runs the same code on a tiny random stack (CPU smoke test).
 
-``--sweep`` times the cached step alone (what ``train/estimate.py`` models) over many
+``--sweep`` times the cached step alone (what ``wandata/train/estimate.py`` models) over many
 configurations in one process: clip shapes, LoRA ranks, gradient checkpointing on and
 off, the 1.3B and the 14B DiT. The DiT is built in memory with random weights (no files,
 no encoders) and fed synthetic cached inputs of the real shapes (latents
 16 x ((F-1)/4+1) x H/8 x W/8, a 512 x 4096 text context), then trained with the same
-``train.trainer.train_step``. Each configuration is written as one JSON line the moment it
+``wandata.train.trainer.train_step``. Each configuration is written as one JSON line the moment it
 is done, so a run stopped at its time limit keeps what it measured. Each line carries its
 ``role`` from ``SWEEP``: ``fit`` (the estimator's efficiencies are fitted on these) or
 ``held_out`` (never fitted on; the estimator's error is measured on them).
@@ -45,7 +45,8 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # benchmark the working tree, not some installed copy
 
 T2V_13B = {"has_image_input": False, "patch_size": [1, 2, 2], "in_dim": 16, "dim": 1536, "ffn_dim": 8960,
            "freq_dim": 256, "text_dim": 4096, "out_dim": 16, "num_heads": 12, "num_layers": 30, "eps": 1e-06}
@@ -323,6 +324,9 @@ def phase2(args) -> int:
                       gradient_checkpointing=not args.no_gradient_checkpointing,
                       dtype="bf16" if torch.cuda.is_available() else "fp32")
     log("launch:", launch.shell(launch.command(cfg)))
+    # The launched processes run this checkout too, and --tiny's model table names a class in
+    # tools/ (development only, not installed), which DiffSynth imports by its dotted path.
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
     t = time.perf_counter()
     code = launch.launch_phase2(cfg)
     wall = time.perf_counter() - t
@@ -374,7 +378,7 @@ TINY_SWEEP_SHAPES = {17: (5, 32, 32), 33: (9, 32, 32), 49: (13, 32, 32), 81: (17
 
 
 def synthetic_inputs(frames: int, height: int, width: int, text_dim: int, device, dtype):
-    """What the encode-once cache hands the step (see train.cache): VAE latents and the
+    """What the encode-once cache hands the step (see wandata.train.cache): VAE latents and the
     text encoder's context, random, in their real shapes."""
     g = torch.Generator().manual_seed(0)
     lat = torch.randn(1, 16, (frames - 1) // 4 + 1, height // 8, width // 8, generator=g)

@@ -417,3 +417,47 @@ def test_cli_export_help_refusal_and_json(tmp_path):
     assert summary["format"] == "jsonl" and summary["train"] == 3 and Path(summary["settings"]).exists()
     r = _cli("export", "-d", tmp_path / "nothing")
     assert r.returncode == 1 and "no manifest" in r.stderr and "wandata ingest" in r.stderr
+
+
+def test_a_format_is_one_class_and_one_entry_point(tmp_path, monkeypatch):
+    """A plugin format registered under wandata.exporters is written by `export` and read back
+    by `check` like a built-in; a built-in name cannot be taken over."""
+    from wandata.export import registry
+    from wandata.export.check import check
+    from wandata.export.common import SETTINGS_NAME, Exporter, Row, write_text
+
+    class Lines(Exporter):
+        name = "lines"
+
+        def paths(self, out, has_val):
+            return out / SETTINGS_NAME, out / "clips.txt", None
+
+        def write(self, o, settings_text, prepared):
+            write_text(o.metadata, "".join(f"{it.file}\t{it.prompt}\n" for it in o.train))
+            write_text(o.settings, settings_text)
+            return {}
+
+        def read(self, path, split, root=None):
+            rows = [Row(f"{path.name} row {i}", *line.split("\t"), split=split)
+                    for i, line in enumerate(path.read_text().splitlines(), 1)]
+            return rows, [], [str(path)]
+
+    class EntryPoint:
+        def __init__(self, name, value):
+            self.name, self.value = name, value
+
+        def load(self):
+            return Lines
+
+    monkeypatch.setattr(registry, "_entry_points",
+                        lambda: {"lines": EntryPoint("lines", "x:Lines"), "csv": EntryPoint("csv", "x:Lines")})
+    assert ex.available() == ex.FORMATS + ("lines",)
+    assert type(registry.load("csv")).__name__ == "Csv"
+    ds = tiny_dataset(tmp_path / "ds", 4)
+    summary = ex.export(ds, "lines")
+    assert summary["metadata"] == str(ds / "export" / "lines" / "clips.txt") and summary["train"] == 4
+    report = check(ds / "export" / "lines", jobs=1)
+    assert report["rows"] == 4 and report["videos_decoded"] == 4 and report["ok"], report["problems"]
+    with pytest.raises(ex.ExportError, match="unknown format 'nope'; choose from csv, json, jsonl, musubi, "
+                                             "diffusion-pipe, lines"):
+        ex.export(ds, "nope")

@@ -11,7 +11,7 @@ from wandata.media.bucket import fit
 from wandata.settings import Settings
 from wandata.dataset.manifest import Manifest
 from wandata.ingest.run import ingest
-from wandata.ingest.windows import EPS_FRACTION
+from wandata.media.decode import EPS_FRACTION
 
 from .conftest import SAMPLE
 from .media import decode, read_barcode, write_barcode_video

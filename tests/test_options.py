@@ -66,7 +66,7 @@ BAD_INGEST = [
 def test_a_bad_ingest_option_exits_2_naming_it_and_its_range(tmp_path, command, args, flag, valid):
     (tmp_path / "raw").mkdir()  # no video in it: a command that took the value would succeed
     out = tmp_path / "ds"
-    r = cli(*command, tmp_path / "raw", "-o", out, *args)
+    r = cli(*command, tmp_path / "raw", "-d", out, *args)
     assert r.exit_code == 2, r.output
     assert flag in r.output and valid in r.output, r.output
     assert not out.exists()
@@ -79,6 +79,26 @@ def test_plan_and_ingest_take_the_same_options_one_per_setting():
     assert {k: v for k, v in options(ingest).items() if k not in own} == options(plan)
     for f in fields(Settings):
         assert f.name in options(plan) and f.metadata["flag"] in options(plan)[f.name]
+
+
+def test_one_spelling_per_idea_across_commands(tmp_path):
+    """-d/--dataset names the dataset and -o/--output what the command writes, in every command
+    that has them; the older spellings (ingest's and plan's -o/--output, export's --out) still work."""
+    def options(cmd):
+        return {p.name: set(p.opts) for p in cmd.params}
+    commands = dict(main.commands, **{f"captions {k}": v for k, v in main.commands["captions"].commands.items()})
+    for name in ("ingest", "plan", "caption", "captions export", "captions import", "captions report",
+                 "export", "check", "train", "report"):
+        assert {"-d", "--dataset"} <= options(commands[name])["dataset"], name
+    for name, param in (("export", "out"), ("train", "output"), ("validate", "output"), ("report", "output")):
+        assert {"-o", "--output"} <= options(commands[name])[param], name
+    assert {"-o", "--output"} <= options(ingest)["dataset"] and "--out" in options(commands["export"])["out"]
+    r = cli("check")
+    assert r.exit_code == 2 and "DIR_OR_METADATA or -d/--dataset" in r.output
+    r = cli("check", "-d", tmp_path, tmp_path)
+    assert r.exit_code == 2 and "one of them" in r.output
+    r = cli("check", "-d", tmp_path)
+    assert r.exit_code == 1 and "wandata export" in r.output
 
 
 def test_a_config_file_value_gets_the_same_check_and_names_the_file(tmp_path):

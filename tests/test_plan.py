@@ -4,7 +4,8 @@ import pytest
 
 from wandata.media.bucket import fit
 from wandata.settings import Settings, SettingsError, load_settings
-from wandata.ingest.windows import grid_start, shortfall_reason, source_frames, window_starts
+from wandata.ingest.windows import shortfall_reason, window_starts
+from wandata.media.decode import grid_start, source_frames
 
 
 @pytest.mark.parametrize("n", [81, 49, 33, 17, 5, 1])

@@ -169,12 +169,89 @@ def test_filters_setting_is_validated():
         Settings(filters=("sharp",))
 
 
+def test_filter_table_agrees_with_the_settings_and_the_reason_codes():
+    import dataclasses
+
+    from wandata.dataset import reasons
+    from wandata.settings import FILTERS
+    settings_fields = {f.name for f in dataclasses.fields(Settings)}
+    score_fields = {f.name for f in dataclasses.fields(quality.Scores)}
+    assert {f.name for f in quality.TABLE} | {"duplicate"} == set(FILTERS)
+    # The order docs/ingest.md gives: a window failing several filters gets the first one's code.
+    assert [f.name for f in quality.TABLE] == ["dark", "bright", "flat", "static", "fast", "blur", "text"]
+    for f in quality.TABLE:
+        assert f.setting in settings_fields and f.score in score_fields, f.name
+        assert f.setting.startswith("min_" if f.below else "max_"), f.name
+        assert reasons.FILTER_CODES[f.name] is f.code and reasons.filter_of(f.code) == f.name
+        assert f.code.kind == reasons.DROP and f.setting in f.code.fix and f.setting in f.code.meaning
+
+
+def test_verdict_drops_on_the_first_enabled_filter_and_flags_the_disabled_ones():
+    s = quality.Scores(motion=5.0, sharpness=3.0, brightness=10.0, contrast=-1.0, text=0.5)
+    fails = quality.failures(s, Settings())  # contrast -1: not measured, never fails
+    assert [name for name, _ in fails] == ["dark", "blur", "text"]
+    assert fails[0][1] == ('dark: brightness 10 < min_brightness 25; the clip is too dark (to keep such '
+                           'clips change min_brightness or remove "dark" from filters)')
+    code, reason, flags = quality.verdict(s, Settings(filters=("blur", "text")))
+    assert code == "filter_blur" and flags == ["dark: brightness 10 < min_brightness 25"]
+    assert reason.startswith("dropped by quality filter blur: sharpness 3 < min_sharpness 15; ")
+    assert " / text: text area 0.5 > max_text 0.02; " in reason
+    assert quality.verdict(quality.Scores(), Settings()) == ("", "", [])
+
+
+def test_reason_codes_are_strings_a_manifest_stores_and_reads_back(tmp_path):
+    from wandata.dataset import reasons
+    from wandata.dataset.reasons import Reason
+    from wandata.dataset.records import ClipRecord, SourceRecord
+    for r in Reason:
+        assert r.name == r.value == str(r) == f"{r}" and r.label and r.fix and r.meaning
+        assert reasons.CODES[r.value] is r and Reason.of(r.value) is r
+        assert r.is_failure == reasons.is_failure(r.value) == (r.kind == reasons.FAILURE)
+        assert r.applies in ("source", "clip", "source, clip")
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "ingest.md").read_text()
+    for r in Reason:  # the docs table says what the code says
+        assert f"| `{r}` | {r.kind} | {r.applies} | {r.meaning} | {r.fix} |" in doc, r
+    assert Reason.of("") is None and Reason.of("from_a_later_version") is None
+    assert reasons.is_failure("from_a_later_version") and reasons.label("from_a_later_version") == "from a later version"
+    src = SourceRecord(path="a.mp4")
+    src.set("dropped", Reason.too_short, Reason.too_short.message(duration_s=0.3, minimum=0.5))
+    clip = ClipRecord("c1", "id", "a.mp4", 0, -1, 0.0, 0.3)
+    clip.set("dropped", Reason.shot_too_short, "shot is 0.30 s long")
+    m = Manifest(tmp_path)
+    m.put(src, [clip])
+    m.save()
+    back = Manifest(tmp_path)
+    (s2,), (c2,) = back.sources.values(), back.all_clips()
+    assert (s2.reason_code, c2.reason_code) == ("too_short", "shot_too_short")
+    assert s2.reason_code == Reason.too_short and type(s2.reason_code) is str
+    assert s2.reason == "only 0.30 s long (minimum 0.5 s); too short to cut a clip from"
+
+
+def test_report_groups_rows_by_reason_code_never_by_message(tmp_path):
+    import re
+
+    from wandata.dataset.records import ClipRecord, SourceRecord
+    from wandata.report.html import build
+    m = Manifest(tmp_path)
+    clips = [ClipRecord(f"c{i}", "id", "a.mp4", 0, i, 0.0, 3.0) for i in range(4)]
+    clips[0].set("dropped", "filter_blur", "shot is blurred")  # the message misleads; the code rules
+    clips[1].set("dropped", "filter_blur", "anything")
+    clips[2].set("failed", "disk_full", "dropped by quality filter dark: ...")
+    clips[3].set("dropped", "", "dropped by quality filter dark: an older manifest")
+    m.put(SourceRecord(path="a.mp4"), clips)
+    m.save()
+    page = build(tmp_path)
+    assert re.findall(r"<h3>(.*?)</h3>", page) == [
+        "dropped: quality: blur (2)", "failed: disk full (1)", "dropped: no reason code (an older manifest) (1)"]
+    assert "dropped by quality filter dark: an older manifest" in page  # its reason is still listed
+
+
 def _rows(clips):
     return sorted((Path(c.source_path).name, c.clip_id, c.status, c.path, c.reason) for c in clips)
 
 
 def test_plan_matches_what_ingest_wrote_clip_for_clip(planted):
-    from wandata.ingest.preview import make_plan
+    from wandata.ingest.run import make_plan
     out, by_name = planted
     raw = Path(next(iter(by_name.values()))[0].path).parent
     plan = make_plan([raw], out, Settings(frames=17, buckets=SMALL, detector="none"))
@@ -210,7 +287,7 @@ def test_report_opens_in_headless_chromium_shows_every_kept_clip_and_escapes(sam
     import shutil
     import subprocess
 
-    from wandata.report import write
+    from wandata.report.html import write
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if not browser:
         assert not os.environ.get("CI"), ".ci/run installs chromium; it must be there in CI"

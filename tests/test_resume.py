@@ -14,7 +14,7 @@ import pytest
 
 from wandata.dataset.manifest import Manifest, read_table
 from wandata.media.tools import ffmpeg_exe
-from wandata.ingest.run import slug
+from wandata.ingest.source import slug
 from wandata.media.probe import content_hash
 
 from .media import dataset_state, small_sources

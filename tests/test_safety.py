@@ -335,7 +335,7 @@ def test_report_refuses_a_foreign_file_and_replaces_its_own(world, tmp_path):
 
 
 def test_report_reads_no_clip_outside_the_dataset(world, victims):
-    from wandata.report import build
+    from wandata.report.html import build
     rel = os.path.relpath(victims[0], world)
     set_paths(world, {0: rel})
     page = build(world)

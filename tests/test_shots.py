@@ -1,5 +1,6 @@
 """Shot detectors on the output grid: streaming equals batch, cuts and dissolves are found."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -7,8 +8,13 @@ import pytest
 from wandata.media.bucket import fit
 from wandata.detect.cascade import CascadeDetector
 from wandata.media.decode import Timeline, grid_frames
-from wandata.detect.shots import AdaptiveDetector, ShotTracker, TransNetV2Detector, transitions
-from wandata.media.encode import to_bucket
+from wandata.detect.adaptive import AdaptiveDetector
+from wandata.detect import registry
+from wandata.detect.base import NoDetector, transitions
+from wandata.detect.registry import make_detector
+from wandata.detect.tracker import ShotTracker
+from wandata.detect.transnet import TransNetV2Detector
+from wandata.media.picture import to_bucket
 
 from .conftest import SAMPLE
 
@@ -101,3 +107,37 @@ def test_open_shot_grows_only_forward():
     closed_all += t.finish()
     for a, b in seen_open:  # every provisional span lies inside the shot it became
         assert any(ca == a and b <= cb for ca, cb in closed_all)
+
+
+def test_detectors_are_found_by_name_and_built_with_the_arguments_they_take():
+    assert isinstance(make_detector("none"), NoDetector)
+    adaptive = make_detector("adaptive", fps=24)
+    assert isinstance(adaptive, AdaptiveDetector) and adaptive.fps == 24.0
+    cascade = make_detector("cascade", 0.3, "cpu")
+    assert isinstance(cascade, CascadeDetector) and cascade.net.threshold == 0.3
+    assert isinstance(make_detector("transnetv2", device="cpu"), TransNetV2Detector)
+    assert isinstance(make_detector("auto", device="cpu"), CascadeDetector)
+    auto_gpu = make_detector("auto", 0.4, "cuda:1")
+    assert isinstance(auto_gpu, TransNetV2Detector) and auto_gpu.device == "cuda:1" and auto_gpu.threshold == 0.4
+    with pytest.raises(ValueError, match="unknown detector"):
+        make_detector("nope")
+
+
+def test_the_detector_names_agree_everywhere():
+    """settings.DETECTORS (the --detector choices), the registry and pyproject's entry points."""
+    import tomllib
+
+    from wandata.settings import DETECTORS
+
+    assert set(DETECTORS) == {registry.AUTO, *registry.BUILTINS}
+    project = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text())
+    assert project["project"]["entry-points"][registry.ENTRY_POINT_GROUP] == registry.BUILTINS
+
+
+def test_a_third_party_detector_is_found_through_its_entry_point(monkeypatch):
+    from importlib.metadata import EntryPoint
+
+    ep = EntryPoint("mine", "wandata.detect.base:NoDetector", registry.ENTRY_POINT_GROUP)
+    monkeypatch.setattr(registry, "_entry_points", lambda: {"mine": ep})
+    assert "mine" in registry.available()
+    assert isinstance(make_detector("mine", 0.5, "cpu", 16), NoDetector)

@@ -63,7 +63,16 @@ def test_the_main_commands_run_from_the_installed_wheel(wheel, tmp_path):
     exe = env_dir / "bin" / "wandata"
     work = tmp_path / "elsewhere"  # not the checkout, whose folders would shadow the installed package
     work.mkdir()
+    # The venv shares the system's packages (so that no multi-GB torch is fetched), and those
+    # include the dev extras. Shadow each dev-only package with one that refuses to import, so
+    # that the main commands are shown to run without them, as after `pip install wandata[train]`.
+    blocked = tmp_path / "no-dev-extras"
+    for name in ("skimage", "pytest", "tools", "toml", "ray"):
+        (blocked / name).mkdir(parents=True)
+        (blocked / name / "__init__.py").write_text(
+            f"raise ModuleNotFoundError('{name} is a development-only package, not installed here')\n")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    env["PYTHONPATH"] = str(blocked)
 
     def run(*args, ok=(0,)):
         res = subprocess.run([str(a) for a in args], capture_output=True, text=True, cwd=work, env=env,
@@ -78,6 +87,8 @@ def test_the_main_commands_run_from_the_installed_wheel(wheel, tmp_path):
         assert Path(line).resolve().is_relative_to(site), f"{line} is not the wheel's copy"
 
     assert run(exe, "--version").stdout.strip().startswith("wandata, version")
+    assert "ingest" in run(exe, "--help").stdout
+    assert run(py, "-c", "import skimage", ok=(1,)).returncode == 1   # the shadows are in force
     ds = work / "ds"
     # Small settings so that the whole test stays short; the sample data, the real chain.
     run(exe, "ingest", REPO / "sample_data", "-o", ds, "--quiet", "--frames", "17", "--detector", "adaptive",

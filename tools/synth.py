@@ -1,4 +1,4 @@
-"""Deterministic synthetic footage with known ground truth.
+"""Deterministic synthetic footage with known ground truth (development only: tests, benchmarks).
 
 Every shot is a slow pan/zoom over a different photograph shipped with
 scikit-image, so shots are textured and moving (a shot-boundary detector can't

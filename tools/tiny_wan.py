@@ -1,8 +1,9 @@
 """A tiny, randomly initialised Wan stack built from DiffSynth's own model classes.
 
-For tests and smoke runs on a CPU: a few-layer ``WanModel`` DiT, a few-layer
-``WanTextEncoder`` (UMT5 architecture), a ``WanVideoVAE`` whose inner width is 8
-instead of 96, and a word-level tokenizer saved as a Hugging Face tokenizer folder.
+Development only (tests and smoke runs on a CPU; not in the wheel): a few-layer
+``WanModel`` DiT, a few-layer ``WanTextEncoder`` (UMT5 architecture), a ``WanVideoVAE``
+whose inner width is 8 instead of 96, and a word-level tokenizer saved as a Hugging Face
+tokenizer folder.
 The files are written the way the real checkpoints are (DiT and text encoder with
 their own keys, the VAE without the ``model.`` prefix its state-dict converter adds),
 so they load through ``WanVideoPipeline.from_pretrained`` like the real ones.
@@ -11,6 +12,9 @@ DiffSynth recognises a checkpoint by the md5 of its sorted ``key:shape`` list
 (``diffsynth.configs.MODEL_CONFIGS``). Tiny shapes are unknown to it, so
 ``build_tiny_stack`` returns the table entries (``registry``) that
 ``wandata.train.models.register_models`` appends at run time, in every process.
+The VAE's entry names ``tools.tiny_wan.TinyWanVideoVAE``, which DiffSynth imports by that
+dotted path: every process that loads the stack must be able to import ``tools``
+(the repository root on its path; launched processes: ``PYTHONPATH``, set by the caller).
 """
 from __future__ import annotations
 

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 MANIFEST_NAME = "manifest.parquet"   # wandata.manifest.MANIFEST_NAME, without importing pyarrow
-CLIPS_DIR = "clips"                  # wandata.pipeline.CLIPS_DIR
+CLIPS_DIR = "clips"                  # where ingest writes the clips (wandata.ingest.source)
 REFUSED = "output_not_ours"          # the reason code of a refused output
 
 

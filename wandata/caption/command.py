@@ -17,7 +17,7 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from wandata.caption import Captioner, CaptionerError, ClipInput, Option, Result
+from wandata.caption.base import Captioner, CaptionerError, ClipInput, Option, Result
 from wandata.caption.frames import write_jpegs
 
 

@@ -21,7 +21,7 @@ import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
-from wandata.caption import Captioner, CaptionerError, ClipInput, Option, Result
+from wandata.caption.base import Captioner, CaptionerError, ClipInput, Option, Result
 from wandata.caption.frames import to_jpeg
 from wandata.caption.template import PROMPT_OPTIONS, prompt_template, render
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from wandata.confine import OUTSIDE_ROOT, OutsideRoot, inside
 from wandata.dataset.records import KEPT, ClipRecord
-from wandata.caption import Captioner, CaptionerError, ClipInput, Result
+from wandata.caption.base import Captioner, CaptionerError, ClipInput, Result
 from wandata.caption.template import check, known_fields, render
 from wandata.caption.text import DEFAULT_MAX_CHARS, clean_text
 from wandata.caption.tokens import TokenCounter, TokenReport, token_report

@@ -22,7 +22,7 @@ import json
 from pathlib import Path
 
 from wandata.confine import is_inside
-from wandata.caption import Captioner, CaptionerError, ClipInput, Option, Result
+from wandata.caption.base import Captioner, CaptionerError, ClipInput, Option, Result
 
 KEY_COLUMNS = ("clip_id", "clip", "source", "source_path", "file", "path", "video", "name")
 TEXT_COLUMNS = ("caption", "text", "prompt")

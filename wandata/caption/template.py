@@ -10,7 +10,7 @@ import string
 from pathlib import Path
 
 from wandata.dataset.records import ClipRecord
-from wandata.caption import Captioner, CaptionerError, ClipInput, Option, Result
+from wandata.caption.base import Captioner, CaptionerError, ClipInput, Option, Result
 
 
 def field_names(fmt: str) -> set[str]:

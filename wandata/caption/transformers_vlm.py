@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from wandata.caption import Captioner, CaptionerError, ClipInput, Option, Result, as_bool
+from wandata.caption.base import Captioner, CaptionerError, ClipInput, Option, Result, as_bool
 from wandata.caption.template import PROMPT_OPTIONS, prompt_template, render
 
 DEFAULT_MODEL = "Qwen/Qwen2.5-VL-7B-Instruct"

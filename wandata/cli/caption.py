@@ -60,7 +60,7 @@ def build(name: str, opts: dict[str, str]):
 def open_manifest(dataset: Path):
     from wandata.dataset.manifest import MANIFEST_NAME, Manifest
     if not (Path(dataset) / MANIFEST_NAME).exists():
-        raise click.UsageError(f"no {MANIFEST_NAME} in {dataset}; run `wandata ingest SOURCES -o {dataset}` "
+        raise click.UsageError(f"no {MANIFEST_NAME} in {dataset}; run `wandata ingest SOURCES -d {dataset}` "
                                "first, or pass --dataset")
     return Manifest(dataset)
 

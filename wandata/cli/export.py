@@ -1,4 +1,5 @@
-"""``wandata export`` and ``wandata check``: thin shells over export.py and check.py."""
+"""``wandata export`` and ``wandata check``: thin shells over ``wandata.export`` (run.py and
+check.py)."""
 from __future__ import annotations
 
 import json
@@ -9,7 +10,7 @@ import click
 
 from wandata.cli.options import EXIT_ERROR, EXIT_FAILURES, EXIT_OK
 from wandata.cli.options import EXIT_FAILURES as EXIT_PROBLEMS
-from wandata.export import FORMATS, ExportError
+from wandata.export import FORMATS, ExportError, available
 
 MAX_LISTED = 50  # a refusal over thousands of clips stays readable; --json has them all
 
@@ -26,15 +27,33 @@ def _fail(message: str, items: list[str], as_json: bool) -> None:
     sys.exit(EXIT_ERROR)
 
 
+class FormatChoice(click.Choice):
+    """The registered export formats, plugins' included, looked up only when ``--format`` is
+    parsed: finding the plugins scans every installed package's entry points."""
+
+    def __init__(self):
+        super().__init__(FORMATS)
+
+    @property
+    def choices(self):
+        return available()
+
+    @choices.setter
+    def choices(self, value):
+        pass
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-d", "--dataset", default="dataset", show_default=True,
               type=click.Path(file_okay=False, path_type=Path), help="Dataset directory (with manifest.parquet).")
-@click.option("-f", "--format", "fmt", type=click.Choice(FORMATS), default="jsonl", show_default=True,
+@click.option("-f", "--format", "fmt", type=FormatChoice(), default="jsonl", show_default=True,
               help="csv/json/jsonl: DiffSynth-Studio metadata; musubi: musubi-tuner TOML + JSONL; "
-                   "diffusion-pipe: clip folders + dataset.toml.")
-@click.option("-o", "--out", type=click.Path(path_type=Path),
+                   "diffusion-pipe: clip folders + dataset.toml; or a format a plugin registers "
+                   "(entry point group wandata.exporters).")
+# --out was the spelling before -o/--output became the one for what every command writes.
+@click.option("-o", "--output", "--out", "out", type=click.Path(path_type=Path),
               help="Metadata file (csv/json/jsonl; default DATASET/metadata.FORMAT) or output folder "
-                   "(musubi, diffusion-pipe; default DATASET/export/FORMAT).")
+                   "(musubi, diffusion-pipe; default DATASET/export/FORMAT). --out is the older spelling.")
 @click.option("--split", type=click.FloatRange(0, 1, min_open=True, max_open=True), metavar="FRACTION",
               help="Hold out about this fraction of clips for validation, whole sources at a time.")
 @click.option("--fallback-caption", metavar="TEXT",
@@ -63,10 +82,14 @@ def export(dataset, fmt, out, split, fallback_caption, as_json):
         _fail(str(e), e.items, as_json)
     except OSError as e:
         _fail(f"{e}; check the path and permissions", [], as_json)
-    done = EXIT_FAILURES if summary["refused"] else EXIT_OK
     if as_json:
         click.echo(json.dumps(summary, indent=2, ensure_ascii=False))
-        sys.exit(done)
+    else:
+        _print_export(summary)
+    sys.exit(EXIT_FAILURES if summary["refused"] else EXIT_OK)
+
+
+def _print_export(summary: dict) -> None:
     click.echo(f"{summary['format']}: {summary['train']} training clips -> {summary['metadata']}")
     if summary["validation"]:
         click.echo(f"validation: {summary['validation']} clips -> {summary['validation_metadata']}")
@@ -82,11 +105,12 @@ def export(dataset, fmt, out, split, fallback_caption, as_json):
         click.echo(f"refused {r['code']}: {r['message']}", err=True)
     if len(summary["refused"]) > MAX_LISTED:
         click.echo(f"  ... and {len(summary['refused']) - MAX_LISTED} more (--json lists all)", err=True)
-    sys.exit(done)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("target", type=click.Path(exists=True, path_type=Path), metavar="DIR_OR_METADATA")
+@click.argument("target", type=click.Path(exists=True, path_type=Path), metavar="[DIR_OR_METADATA]", required=False)
+@click.option("-d", "--dataset", type=click.Path(exists=True, path_type=Path),
+              help="The dataset (or export) to check: the same as giving DIR_OR_METADATA.")
 @click.option("--num-frames", type=click.IntRange(min=1), help="Frames the trainer reads per clip.")
 @click.option("--height", type=click.IntRange(min=1), help="Fixed training height (with --width).")
 @click.option("--width", type=click.IntRange(min=1), help="Fixed training width (with --height).")
@@ -96,11 +120,11 @@ def export(dataset, fmt, out, split, fallback_caption, as_json):
               help="Folder relative video paths start from (default: the metadata file's folder).")
 @click.option("--jobs", type=click.IntRange(min=1), default=2, show_default=True, help="Clips decoded at once.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def check(target, num_frames, height, width, max_pixels, fps, base_path, jobs, as_json):
+def check(target, dataset, num_frames, height, width, max_pixels, fps, base_path, jobs, as_json):
     """Lint a Wan dataset: a wandata dataset or export, or hand-made metadata.
 
-    DIR_OR_METADATA is a dataset folder, a metadata.csv/json/jsonl, a musubi or
-    diffusion-pipe dataset TOML, or wandata_export.json. Every clip is decoded.
+    DIR_OR_METADATA (or -d/--dataset) is a dataset folder, a metadata.csv/json/jsonl,
+    a musubi or diffusion-pipe dataset TOML, or wandata_export.json. Every clip is decoded.
     Reports missing files, frame count / fps / size that disagree with the
     metadata or the trainer settings (wandata_export.json, or the flags), sizes
     not multiples of 16, prompts pandas turns into NaN, and duplicates.
@@ -110,6 +134,9 @@ def check(target, num_frames, height, width, max_pixels, fps, base_path, jobs, a
     """
     from wandata.export.check import CheckError, check as run_check
 
+    if (target is None) == (dataset is None):
+        raise click.UsageError("name what to check: DIR_OR_METADATA or -d/--dataset (one of them)")
+    target = target or dataset
     if (height is None) != (width is None):
         raise click.UsageError("give --height and --width together (a fixed training size), or neither")
     try:

@@ -3,9 +3,9 @@ modules never import ``cli``, which ``python -m wandata.cli`` would load twice).
 
 ``ingest_options`` is the one set of options that every command taking the ingest settings
 uses (``ingest``, ``plan``, and so ``ingest --dry-run``): the settings' flags are generated from
-the fields of ``config.Settings`` (their flag, help, range and choices live there), so a setting
-cannot be added to one command and forgotten in another, nor be checked differently on the
-command line and in a TOML file.
+the fields of ``wandata.settings.Settings`` (their flag, help, range and choices live there), so
+a setting cannot be added to one command and forgotten in another, nor be checked differently on
+the command line and in a TOML file.
 """
 from __future__ import annotations
 
@@ -99,9 +99,12 @@ def ingest_options(command):
     """Every ingest setting, plus where the sources run and what is printed."""
     opts = [
         click.argument("sources", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path)),
-        click.option("-o", "--output", "dataset", default="dataset", show_default=True,
+        # -o/--output was the spelling before -d/--dataset became the dataset's in every
+        # command; it stays so that existing scripts keep working.
+        click.option("-d", "--dataset", "-o", "--output", "dataset", default="dataset", show_default=True,
                      type=click.Path(file_okay=False, path_type=Path),
-                     help="Dataset directory (a plan or --dry-run only names the clip paths in it)."),
+                     help="Dataset directory to write (a plan or --dry-run only names the clip paths in "
+                          "it); -o/--output is the older spelling of the same option."),
         click.option("--config", type=click.Path(dir_okay=False, path_type=Path),
                      help="TOML file with settings (see `wandata config show`); flags override it."),
         *[_setting_option(f) for f in fields(Settings)],

@@ -273,7 +273,12 @@ def train(ctx, phase, dataset, settings, task, model, model_dir, dit, text_encod
     if cfg.phase == 2:
         code = launch.launch_phase2(cfg)
         sys.exit(code)
-    for k, v in launch.environment(cfg).items():
+    _train_here(cfg, launch.environment(cfg), quiet, as_json)
+
+
+def _train_here(cfg, environment: dict, quiet: bool, as_json: bool) -> None:
+    """Phase 1: train in this process and print what came of it."""
+    for k, v in environment.items():
         os.environ.setdefault(k, v)
     from wandata.train.models import ModelError
     from wandata.train.trainer import TrainError, run

@@ -15,7 +15,7 @@ KEPT, DROPPED, FAILED = "kept", "dropped", "failed"
 
 class _Verdict:
     def set(self, status: str, code: str, reason: str) -> None:
-        """Status, reason code (``wandata.reasons``) and the message for people, together."""
+        """Status, reason code (a ``dataset.reasons.Reason``) and the message for people, together."""
         self.status, self.reason_code, self.reason = status, code, reason
 
 
@@ -27,7 +27,7 @@ class SourceRecord(_Verdict):
     size_bytes: int = 0
     status: str = KEPT           # kept: clips were planned from it (see their own rows)
     reason: str = ""
-    reason_code: str = ""        # wandata.reasons; on a kept source a warning (truncated...)
+    reason_code: str = ""        # a dataset.reasons.Reason; on a kept source a warning (truncated...)
     container: str = ""
     codec: str = ""
     pix_fmt: str = ""
@@ -77,7 +77,7 @@ class ClipRecord(_Verdict):
     path: str = ""               # relative to the dataset directory
     status: str = KEPT
     reason: str = ""
-    reason_code: str = ""        # wandata.reasons
+    reason_code: str = ""        # a dataset.reasons.Reason
     verified_frames: int = 0
     verified_fps: float = 0.0
     verified_size: str = ""
@@ -85,7 +85,7 @@ class ClipRecord(_Verdict):
     caption: str = ""
     captioner: str = ""
     settings_fingerprint: str = ""
-    # Quality scores (wandata/quality.py); -1 where not measured (a dropped short shot).
+    # Quality scores (wandata/quality/scores.py); -1 where not measured (a dropped short shot).
     motion: float = -1.0         # optical-flow speed, % of frame width per second
     sharpness: float = -1.0      # variance of the Laplacian of luma at 320 px width
     brightness: float = -1.0     # mean luma

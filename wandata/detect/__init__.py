@@ -1,0 +1,14 @@
+"""Shot boundaries: which frames belong to a transition, and the clean shots between them.
+
+* ``auto`` (default): ``transnetv2`` on a GPU, ``cascade`` on a CPU.
+* ``transnetv2`` (``transnet.py``): the TransNetV2 network on every frame; finds cuts and
+  dissolves.
+* ``cascade`` (``cascade.py``): cheap frame differences on every frame, TransNetV2 where they
+  are unsure; the CPU default.
+* ``adaptive`` (``adaptive.py``): PySceneDetect's AdaptiveDetector; fast, hard cuts only.
+* ``none`` (``base.py``): the whole file is one shot (already-cut material).
+
+``base.py`` holds the interface, ``tracker.py`` turns a mask into shots, ``registry.py``
+finds detectors by name (``make_detector``). A new detector is one file plus one entry point
+in the ``wandata.detectors`` group (and its name in ``wandata.settings.DETECTORS``).
+"""

@@ -1,8 +1,9 @@
 """Lint a Wan training set the way its trainer will read it.
 
 Works on our exports and on hand-made metadata (DiffSynth csv/json/jsonl, musubi-tuner
-TOML/JSONL, diffusion-pipe TOML + caption files, or a bare wandata dataset directory).
-Every clip is decoded (``verify.decode_clip``, PyAV), so what is checked
+TOML/JSONL, diffusion-pipe TOML + caption files, any registered format's files, or a bare
+wandata dataset directory); each format's own reader (``registry.load(name).read``) turns its
+files into rows. Every clip is decoded (``verify.decode_clip``, PyAV), so what is checked
 is what a trainer's loader sees, not what a container header claims.
 
 Paths in files wandata wrote (the manifest, an export and its settings) must stay inside
@@ -13,56 +14,24 @@ paths lead: the user named it, and check only reads.
 """
 from __future__ import annotations
 
-import csv
-import json
 import os
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from wandata.confine import OUTSIDE_ROOT, is_inside
-from wandata.export import PANDAS_NA, SETTINGS_NAME, ExportError, csv_hazard, read_settings
+from wandata.confine import is_inside
 from wandata.dataset.manifest import MANIFEST_NAME, Manifest
 from wandata.dataset.records import KEPT, ClipRecord
+from wandata.export import registry
+from wandata.export.common import (MISSING, PANDAS_NA, SETTINGS_NAME, VIDEO_EXTS, CheckError, ExportError,
+                                   Problem, Row, csv_hazard, outside, read_settings, read_toml, under)
+from wandata.export.diffsynth import METADATA_NAMES, read_metadata
 from wandata.media.verify import Decoded, decode_clip
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
-# DiffSynth's default_video_operator routes by extension; anything else raises
-# "Unsupported file" at the first step that draws it.
-VIDEO_EXTS = (".mp4", ".avi", ".mov", ".wmv", ".mkv", ".flv", ".webm")
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif")
-METADATA_NAMES = ("metadata.csv", "metadata.json", "metadata.jsonl")
-_MISSING = object()  # a row with no prompt field at all
 SETTINGS_KEYS = ("num_frames", "fps", "height", "width", "max_pixels", "resolution_mode")
 
-
-class CheckError(Exception):
-    """The target cannot be checked at all (nothing to read); the message says what to do."""
-
-
-@dataclass
-class Problem:
-    code: str
-    message: str
-    fix: str
-    file: str = ""
-    where: str = ""          # metadata file and row, when it comes from one
-    severity: str = "error"  # "warning" does not fail the check
-
-
-@dataclass
-class Row:
-    where: str               # "metadata.csv row 3"
-    video: object            # raw cell: str, or None/float/int from a broken file
-    prompt: object
-    csv: bool = False        # read by pandas.read_csv in DiffSynth
-    split: str = "train"
-    expect: dict = field(default_factory=dict)  # num_frames/width/height/fps the metadata claims
+__all__ = ["CheckError", "Problem", "Row", "Target", "check", "resolve"]
 
 
 @dataclass
@@ -76,122 +45,7 @@ class Target:
     root: Path | None = None         # every clip must lie inside it (files wandata wrote)
 
 
-def _under(root: Path, path: Path) -> bool:
-    """``path`` (absolute, or relative to the working folder) resolves inside ``root``."""
-    real, top = Path(os.path.realpath(path)), Path(os.path.realpath(root))
-    return real == top or top in real.parents
-
-
-def _outside(value, root: Path, file: Path | str, where: str = "") -> Problem:
-    return Problem(OUTSIDE_ROOT, f"{value!r} leads outside {root}; it was not opened",
-                   "fix the entry (a path inside that folder), or re-create the file with wandata",
-                   str(file), where)
-
-
 # --- reading the target ----------------------------------------------------------------------
-
-def _num(v):
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return int(f) if f.is_integer() else f
-
-
-def _expect(d: dict) -> dict:
-    return {k: n for k in ("num_frames", "width", "height", "fps") if (n := _num(d.get(k))) is not None}
-
-
-def read_metadata(path: Path, split: str = "train") -> tuple[list[Row], list[Problem]]:
-    """Rows of a csv/json/jsonl metadata file. ``video``/``prompt`` columns, or musubi's
-    ``video_path``/``caption``. CSV cells are read raw: the NaN question is asked of them."""
-    name, rows, problems = path.name, [], []
-    try:
-        if path.suffix == ".json":
-            data = json.loads(path.read_text(encoding="utf-8"))
-            if not isinstance(data, list):
-                raise ValueError("the top level is not a list of rows")
-        elif path.suffix == ".jsonl":
-            data = []
-            for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-                try:
-                    data.append(json.loads(line.strip()))
-                except ValueError as e:
-                    raise ValueError(f"line {i}: {e} (DiffSynth's reader fails on it, blank lines included)") from None
-        else:
-            with open(path, newline="", encoding="utf-8-sig") as f:
-                data = list(csv.DictReader(f))
-    except (OSError, ValueError, UnicodeDecodeError, csv.Error) as e:
-        return [], [Problem("unreadable_metadata", f"cannot read {name}: {e}",
-                            "fix the file; DiffSynth would fail the same way", str(path))]
-    is_csv = path.suffix not in (".json", ".jsonl")
-    for i, d in enumerate(data, 1):
-        if not isinstance(d, dict):
-            problems.append(Problem("bad_row", f"row {i} is not an object",
-                                    'make every row a {"video": ..., "prompt": ...} object', str(path), f"{name} row {i}"))
-            continue
-        vkey = "video" if "video" in d else "video_path"
-        pkey = "prompt" if "prompt" in d or "video" in d else "caption"
-        rows.append(Row(f"{name} row {i}", d.get(vkey), d.get(pkey, _MISSING), is_csv, split, _expect(d)))
-    if data and isinstance(data[0], dict) and not ({"video", "video_path"} & set(data[0])):
-        problems.append(Problem("missing_column", f"{name} has no 'video' column (columns: {sorted(data[0])})",
-                                "name the clip column 'video' (paths relative to the dataset base path)", str(path)))
-    return rows, problems
-
-
-def _toml(path: Path) -> dict:
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise CheckError(f"cannot read {path}: {e}; fix the TOML file") from None
-
-
-def read_musubi(path: Path, split: str, root: Path | None = None) -> tuple[list[Row], list[Problem], list[str]]:
-    """``root``: the folder the JSONL files must be in (an export's own folder)."""
-    rows, problems, files = [], [], []
-    for ds in _toml(path).get("datasets", []):
-        jsonl = ds.get("video_jsonl_file")
-        if not jsonl:
-            continue
-        if root is not None and not _under(root, Path(jsonl)):
-            problems.append(_outside(jsonl, root, path, "video_jsonl_file"))
-            continue
-        files.append(jsonl)
-        r, p = read_metadata(Path(jsonl), split)
-        frames = ds.get("target_frames") or []
-        res = ds.get("resolution")
-        for row in r:
-            if frames:
-                row.expect.setdefault("num_frames", max(frames))
-            if isinstance(res, list) and len(res) == 2:
-                row.expect.setdefault("width", res[0])
-                row.expect.setdefault("height", res[1])
-        rows += r
-        problems += p
-    return rows, problems, files
-
-
-def read_diffusion_pipe(path: Path, split: str,
-                        root: Path | None = None) -> tuple[list[Row], list[Problem], list[str]]:
-    """``root``: the folder the clip directories must be in (an export's own folder)."""
-    rows, problems, dirs = [], [], []
-    for d in _toml(path).get("directory", []):
-        folder = Path(d.get("path", ""))
-        if root is not None and not _under(root, folder):
-            problems.append(_outside(str(folder), root, path, "[[directory]] path"))
-            continue
-        dirs.append(str(folder))
-        if not folder.is_dir():
-            problems.append(Problem("missing_file", f"directory {folder} does not exist",
-                                    "fix [[directory]] path in the dataset TOML", str(path)))
-            continue
-        for f in sorted(folder.iterdir()):
-            if f.is_file() and f.suffix.lower() in VIDEO_EXTS:
-                txt = f.with_suffix(".txt")
-                prompt = txt.read_text(encoding="utf-8").strip() if txt.exists() else _MISSING
-                rows.append(Row(f"{folder.name}/{f.name}", str(f), prompt, False, split))
-    return rows, problems, dirs
-
 
 def _manifest_rows(dataset: Path) -> list[Row]:
     return [Row(f"{MANIFEST_NAME} clip {c.clip_id}", c.path, c.caption, False, "manifest")
@@ -212,6 +66,7 @@ def _records(dataset: Path) -> dict[str, ClipRecord]:
 def _from_settings(path: Path) -> Target:
     try:
         s = read_settings(path)
+        fmt = registry.load(s["format"])
     except ExportError as e:
         raise CheckError(str(e)) from None
     base = Path(s["dataset_base_path"])
@@ -225,17 +80,10 @@ def _from_settings(path: Path) -> Target:
             problems.append(Problem("missing_file", f"{meta.name}, named in {path.name}, does not exist",
                                     "re-run `wandata export`", str(meta)))
             continue
-        if s["format"] == "musubi":
-            r, p, _ = read_musubi(meta, split, path.parent)
-        elif s["format"] == "diffusion-pipe":
-            r, p, _ = read_diffusion_pipe(meta, split, path.parent)
-        else:
-            r, p = read_metadata(meta, split)
+        r, p, _ = fmt.read(meta, split, path.parent)
         rows, problems = rows + r, problems + p
     settings = {k: s.get(k) for k in SETTINGS_KEYS}
-    # diffusion-pipe's clips are links in the export's own folders; the others are the dataset's.
-    root = path.parent if s["format"] == "diffusion-pipe" else base
-    return Target(rows, base, names, settings, _records(base), problems, root)
+    return Target(rows, base, names, settings, _records(base), problems, fmt.clip_root(path, base))
 
 
 def resolve(target: Path, base_path: Path | None = None) -> Target:
@@ -286,14 +134,12 @@ def _from_files(metas: list[Path], base: Path) -> Target:
 
 
 def _from_toml(path: Path) -> Target:
-    data = _toml(path)
-    if "datasets" in data:
-        rows, problems, _ = read_musubi(path, "train")
-    elif "directory" in data:
-        rows, problems, _ = read_diffusion_pipe(path, "train")
-    else:
+    data = read_toml(path)
+    fmt = next((f for f in registry.installed() if f.claims(data)), None)
+    if fmt is None:
         raise CheckError(f"{path} is neither a musubi-tuner ([[datasets]]) nor a diffusion-pipe "
                          "([[directory]]) dataset config")
+    rows, problems, _ = fmt.read(path, "train")
     return Target(rows, path.parent, [str(path)], {}, {}, problems)
 
 
@@ -301,7 +147,7 @@ def _from_toml(path: Path) -> Target:
 
 def _prompt_problems(row: Row, file: str) -> list[Problem]:
     p = row.prompt
-    if p is _MISSING or p is None or (isinstance(p, float) and p != p):
+    if p is MISSING or p is None or (isinstance(p, float) and p != p):
         return [Problem("empty_prompt", "no prompt", "write a caption for the clip", file, row.where)]
     if not isinstance(p, str):
         return [Problem("non_text_prompt", f"prompt is {type(p).__name__} {p!r}, not text",
@@ -322,8 +168,8 @@ def _video_path(row: Row, base: Path, root: Path | None = None) -> tuple[Path | 
         return None, Problem("missing_video_path", f"no video path (cell is {v!r})",
                              "fill in the clip's path", "", row.where)
     path = Path(v) if os.path.isabs(v) else base / v
-    if root is not None and not _under(root, path):
-        return None, _outside(v, root, "", row.where)
+    if root is not None and not under(root, path):
+        return None, outside(v, root, "", row.where)
     ext = path.suffix.lower()
     if ext not in VIDEO_EXTS + IMAGE_EXTS:
         return path, Problem("unsupported_extension", f"{v}: DiffSynth has no loader for '{ext}' files",

@@ -1,8 +1,8 @@
 """One pass over a source: decode, detect shots, plan windows and encode clips together.
 
 Frames flow as output-grid pictures (``scan``) into the shot detector; as soon as
-the detector's verdicts make a window certain (``shots.ShotTracker`` +
-``plan.window_starts``), its pictures go to an encoder and are dropped. So every
+the detector's verdicts make a window certain (``detect.tracker.ShotTracker`` +
+``windows.window_starts``), its pictures go to an encoder and are dropped. So every
 source frame is decoded once, only grid frames are scaled, and memory holds a
 few seconds of pictures, not the file.
 """
@@ -20,10 +20,13 @@ from wandata import quality
 from wandata.dataset import reasons
 from wandata.media.bucket import Fit
 from wandata.settings import Settings
+from wandata.ingest.clips import ShortShot, WindowOutcome
 from wandata.ingest.windows import Window, shortfall_reason, window_starts
 from wandata.media.decode import Timeline, grid_frames
-from wandata.detect.shots import ShotTracker, make_detector
-from wandata.media.encode import ClipWriter, Encoder, colour_args, to_bucket
+from wandata.detect.registry import make_detector
+from wandata.detect.tracker import ShotTracker
+from wandata.media.encode import ClipWriter, Encoder
+from wandata.media.picture import colour_args, to_bucket
 from wandata.media.verify import check
 
 DETECT_BATCH = 32          # grid frames handed to the detector at once
@@ -31,22 +34,11 @@ UNIFORM_MAX_SHOT_S = 120   # uniform mode buffers a whole shot: longer shots cou
 
 
 @dataclass
-class Dropped:
-    shot_index: int
-    shot: tuple[int, int]
-    reason: str
-    code: str = "shot_too_short"
-
-
-@dataclass
 class Result:
     timeline: Timeline
     shots: list[tuple[int, int]] = field(default_factory=list)   # grid frames, inclusive
-    windows: list[Window] = field(default_factory=list)
-    dropped: list[Dropped] = field(default_factory=list)
-    errors: dict[Window, tuple[str, str]] = field(default_factory=dict)  # (reason code, message)
-    verified: dict[Window, tuple] = field(default_factory=dict)  # (Decoded, problem) per clip
-    scores: dict[Window, tuple] = field(default_factory=dict)    # (Scores, drop code, drop reason, flags)
+    outcomes: list[WindowOutcome] = field(default_factory=list)  # one per planned window, in order
+    dropped: list[ShortShot] = field(default_factory=list)
 
 
 class ClipMaker:
@@ -85,12 +77,20 @@ class ClipMaker:
             self._feed(det.flush())
             for shot in self.tracker.finish():
                 self._close(shot)
-            self.result.errors.update(self.encoder.join())
-            self.result.verified.update(self.encoder.results)
+            self._collect()
         except BaseException:
             self.encoder.abort()  # no half-written clip survives an error or Ctrl-C
             raise
         return self.result
+
+    def _collect(self) -> None:
+        """Each window's encode and verification, once every encode has finished."""
+        errors = self.encoder.join()
+        for o in self.result.outcomes:
+            if o.window in errors:
+                o.error = errors[o.window]
+            elif o.window in self.encoder.results:
+                o.decoded, o.problem = self.encoder.results[o.window]
 
     def _convert(self, frame):
         if self.colour is None:
@@ -114,7 +114,7 @@ class ClipMaker:
         index = len(self.result.shots)
         self.result.shots.append(shot)
         if not self._write(shot, index):
-            self.result.dropped.append(Dropped(index, shot, shortfall_reason(
+            self.result.dropped.append(ShortShot(index, shot, shortfall_reason(
                 shot[1] - shot[0] + 1, self.s.frames, self.s.fps)))
 
     def _write(self, shot: tuple[int, int], index: int) -> int:
@@ -123,17 +123,17 @@ class ClipMaker:
         done = self.emitted.get(shot[0], 0)
         for wi, start in enumerate(starts[done:], start=done):
             w = Window(index, wi, start, self.s.frames)
-            self.result.windows.append(w)
             pictures = [self.pictures[j] for j in w.frames]
             scores = quality.score(pictures, self.s.fps)
-            self.result.scores[w] = (scores, *quality.verdict(scores, self.s))
-            if self.result.scores[w][1] or not self.encode:
+            outcome = WindowOutcome(w, scores, *quality.verdict(scores, self.s))
+            self.result.outcomes.append(outcome)
+            if outcome.drop or not self.encode:
                 continue  # filtered out (not worth an encode), or a dry run
             try:
                 writer = ClipWriter(self.clip_path(w), self.fit, self.s.fps, self.s.crf, self.s.preset,
                                     self.colour or [])
             except OSError as e:  # its folder cannot be made, ffmpeg cannot be started...
-                self.result.errors[w] = (reasons.for_write_error(e), (
+                outcome.error = (reasons.for_write_error(e), (
                     f"encoding failed: could not start writing {self.clip_path(w)} "
                     f"({e.strerror or e}); fix that, then run the same command again to retry"))
                 continue

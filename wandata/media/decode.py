@@ -1,18 +1,48 @@
 """Decode a source once, front to back, and yield its output-grid frames.
 
 Each source frame is decoded exactly once. A frame that the output grid shows
-(see ``plan``) is converted once, straight to the bucket (scaled to cover,
-turned upright, centre-cropped, yuv420p); the rest are only counted. Every
+(the resampling rule below) is converted once, straight to the bucket (scaled to
+cover, turned upright, centre-cropped, yuv420p); the rest are only counted. Every
 frame's presentation time is kept: it is the source's timeline.
+
+The resampling rule, the one place it is defined
+-------------------------------------------------
+Everything after decoding works on the *output grid*: instants
+``g_j = t_first + j / fps`` (``t_first`` = the source's first frame time,
+``fps`` = the output rate, 16). Grid frame ``j`` is the source frame a player
+shows at ``g_j``: the one with the largest presentation time ``<= g_j``
+(sample and hold), with a tolerance of 1/100 of an output frame so that a frame
+stamped a hair after ``g_j`` by timestamp rounding still counts as shown.
+At 24 fps -> 16 fps the grid takes source frames 0, 1, 3, 4, 6, 7, ...; at
+30000/1001 -> 16 it takes 0, 1, 3, 5, 7, 9, 11, 13, 15, 16, ...; a 10 fps source
+has each frame repeated as often as it is shown. Because the rule works on
+timestamps, variable-frame-rate sources come out at the right speed.
+
+A clip is N consecutive grid frames, so it plays at exactly ``fps`` and shows
+the source in real time. Shots, trims and windows are all counted in grid frames.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 import av
+import numpy as np
 
-from wandata.ingest.windows import grid_start
+EPS_FRACTION = 0.01
+
+
+def grid_start(t: float, origin: float, fps: float) -> int:
+    """The first grid index at which a frame presented at ``t`` is shown."""
+    return max(0, math.ceil((t - origin) * fps - EPS_FRACTION))
+
+
+def source_frames(times: np.ndarray, t0: float, n: int, fps: float) -> np.ndarray:
+    """Index of the source frame shown at each of ``n`` instants ``t0 + i / fps``."""
+    t = t0 + np.arange(n) / fps
+    idx = np.searchsorted(times, t + EPS_FRACTION / fps, side="right") - 1
+    return np.clip(idx, 0, len(times) - 1)
 
 
 @dataclass

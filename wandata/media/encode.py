@@ -1,85 +1,25 @@
-"""Turn decoded frames into bucket-sized pictures, and write clips.
+"""Write clips: raw pictures piped into ``ffmpeg``/libx264, a few clips at a time.
 
-``to_bucket`` scales a decoded frame to cover the bucket, turns it upright and
-centre-crops it, staying in yuv420p: no RGB round trip, so the source's colour
-matrix is kept, and the clip is tagged with it.
-
-``ClipWriter`` pipes the raw pictures of one clip into an ``ffmpeg`` process
-running libx264, written under a temporary name and renamed when complete, so a
-killed run never leaves a half-written clip under a final name. A separate
-process rather than in-process encoding, for two measured reasons: libx264
-inside PyAV gave different bytes from run to run on a loaded machine (a resumed
-run must reproduce a clip exactly; the ffmpeg program did, 10 of 10), and the
-encoder then runs in parallel with decoding.
+``ClipWriter`` pipes the raw pictures of one clip (``picture.Picture``) into an
+``ffmpeg`` process running libx264, written under a temporary name and renamed
+when complete, so a killed run never leaves a half-written clip under a final
+name. A separate process rather than in-process encoding, for two measured
+reasons: libx264 inside PyAV gave different bytes from run to run on a loaded
+machine (a resumed run must reproduce a clip exactly; the ffmpeg program did,
+10 of 10), and the encoder then runs in parallel with decoding.
 """
 from __future__ import annotations
 
 import subprocess
 import threading
-from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-import av
-import numpy as np
-
+from wandata import atomic
 from wandata.dataset import reasons
 from wandata.media.bucket import Fit
-from wandata.media.tools import atomic_replace, ffmpeg_exe
-
-# FFmpeg's names for the colour properties a decoded frame carries (AVColorSpace etc.).
-_MATRIX = {1: "bt709", 5: "bt470bg", 6: "smpte170m", 9: "bt2020nc"}
-_PRIMARIES = {1: "bt709", 5: "bt470bg", 6: "smpte170m", 9: "bt2020"}
-_TRANSFER = {1: "bt709", 6: "smpte170m", 14: "bt2020-10", 16: "smpte2084", 18: "arib-std-b67"}
-
-
-@dataclass(frozen=True)
-class Picture:
-    """One bucket-sized yuv420p picture as three planes."""
-    y: np.ndarray
-    u: np.ndarray
-    v: np.ndarray
-
-    def tobytes(self) -> bytes:
-        return self.y.tobytes() + self.u.tobytes() + self.v.tobytes()
-
-    def small_rgb(self, w: int, h: int) -> np.ndarray:
-        """A tiny RGB version for the shot detectors."""
-        import cv2
-
-        y = cv2.resize(self.y, (w, h), interpolation=cv2.INTER_AREA)
-        u = cv2.resize(self.u, (w, h), interpolation=cv2.INTER_AREA)
-        v = cv2.resize(self.v, (w, h), interpolation=cv2.INTER_AREA)
-        # Approximate (BT.601, full swing): the detectors compare frames with each other.
-        return cv2.cvtColor(np.dstack([y, u, v]), cv2.COLOR_YUV2RGB)
-
-
-def to_bucket(frame: av.VideoFrame, fit: Fit, rotation: int) -> Picture:
-    """Scale to cover, turn upright, centre-crop: a picture of the bucket's exact size."""
-    sw, sh = (fit.scaled_h, fit.scaled_w) if rotation in (90, 270) else (fit.scaled_w, fit.scaled_h)
-    a = frame.to_ndarray(width=sw, height=sh, format="yuv420p", interpolation="AREA").reshape(-1)
-    # Split by element count: when sh / 2 is odd a chroma plane does not end on a row of ``a``.
-    n, c = sh * sw, (sh // 2) * (sw // 2)
-    planes = [a[:n].reshape(sh, sw), a[n:n + c].reshape(sh // 2, sw // 2),
-              a[n + c:n + 2 * c].reshape(sh // 2, sw // 2)]
-    if rotation:
-        planes = [np.rot90(p, k=-rotation // 90) for p in planes]  # rotation is clockwise
-    cx, cy = fit.crop_x, fit.crop_y  # even, so the chroma planes crop on the same pixels
-    out = [planes[0][cy:cy + fit.height, cx:cx + fit.width]]
-    out += [p[cy // 2:(cy + fit.height) // 2, cx // 2:(cx + fit.width) // 2] for p in planes[1:]]
-    return Picture(*(np.ascontiguousarray(p) for p in out))
-
-
-def colour_args(frame: av.VideoFrame) -> list[str]:
-    """Tag the clip with the source's colour properties so players convert it as the source."""
-    args = []
-    for flag, table, value in (("-colorspace", _MATRIX, frame.colorspace),
-                               ("-color_primaries", _PRIMARIES, frame.color_primaries),
-                               ("-color_trc", _TRANSFER, frame.color_trc)):
-        name = table.get(int(value or 0))
-        if name:
-            args += [flag, name]
-    return args
+from wandata.media.picture import Picture
+from wandata.media.tools import ffmpeg_exe
 
 
 class EncodeError(RuntimeError):
@@ -124,7 +64,7 @@ class ClipWriter:
                                     f"{self.proc.returncode}): {err or 'no message'}; {hint}, "
                                     "then run the same command again to retry")
         try:
-            atomic_replace(self.tmp, self.final)
+            atomic.replace(self.tmp, self.final)
         except OSError as e:
             self.tmp.unlink(missing_ok=True)
             raise EncodeError(reasons.for_write_error(e),

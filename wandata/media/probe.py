@@ -35,17 +35,9 @@ def _rotation(container, stream) -> int:
 def probe(path: Path, min_duration_s: float = 0.5) -> SourceRecord:
     """Fill a SourceRecord; failures and unusable sources come back with status and reason."""
     rec = SourceRecord(path=str(path))
-    try:
-        rec.size_bytes = path.stat().st_size
-    except OSError as e:
-        return _fail(rec, "unreadable", f"cannot read the file ({e.strerror}); check its permissions")
-    if rec.size_bytes == 0:
-        return _fail(rec, "empty_file", "the file is empty (0 bytes); copy it again from the original")
-    try:
-        rec.content_hash = content_hash(path)
-    except OSError as e:  # stat works on a file without read permission; reading does not
-        return _fail(rec, "unreadable", f"cannot read the file ({e.strerror}); check its permissions")
-    rec.source_id = rec.content_hash[:16]
+    problem = _read_bytes(rec, path)
+    if problem:
+        return _fail(rec, *problem)
     try:
         container = av.open(str(path), metadata_errors="ignore")
     except av.error.FFmpegError as e:
@@ -71,6 +63,28 @@ def probe(path: Path, min_duration_s: float = 0.5) -> SourceRecord:
             return _fail(rec, "decode_error", f"the video stream cannot be read ({_why(e)}); the file is corrupt")
     if rec.width <= 0 or rec.height <= 0 or len(pts) == 0:
         return _fail(rec, "decode_error", "no decodable video frames; the file is truncated or corrupt")
+    _timing(rec, pts, declared, min_duration_s)
+    return rec
+
+
+def _read_bytes(rec: SourceRecord, path: Path) -> tuple[str, str] | None:
+    """Size and content hash; (code, reason) when the file cannot be read or is empty."""
+    try:
+        rec.size_bytes = path.stat().st_size
+    except OSError as e:
+        return "unreadable", f"cannot read the file ({e.strerror}); check its permissions"
+    if rec.size_bytes == 0:
+        return "empty_file", "the file is empty (0 bytes); copy it again from the original"
+    try:
+        rec.content_hash = content_hash(path)
+    except OSError as e:  # stat works on a file without read permission; reading does not
+        return "unreadable", f"cannot read the file ({e.strerror}); check its permissions"
+    rec.source_id = rec.content_hash[:16]
+    return None
+
+
+def _timing(rec: SourceRecord, pts: np.ndarray, declared: float, min_duration_s: float) -> None:
+    """Frame count, duration, rate, truncation and length verdict from the packet timeline."""
     rec.display_width, rec.display_height = (
         (rec.height, rec.width) if rec.rotation in (90, 270) else (rec.width, rec.height))
     rec.num_frames = len(pts)
@@ -90,7 +104,6 @@ def probe(path: Path, min_duration_s: float = 0.5) -> SourceRecord:
         else:
             rec.set(DROPPED, "too_short", f"only {rec.duration_s:.2f} s long (minimum "
                     f"{min_duration_s} s); too short to cut a clip from")
-    return rec
 
 
 def _packet_times(container, stream) -> np.ndarray:

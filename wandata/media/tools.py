@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import os
 import shutil
-from pathlib import Path
 
 
 class MediaToolError(RuntimeError):
@@ -34,9 +33,3 @@ def ffmpeg_exe() -> str:
             "no ffmpeg program found: install it (apt-get install ffmpeg) or "
             "`pip install imageio-ffmpeg`, or point WANDATA_FFMPEG at one") from e
 
-
-def atomic_replace(tmp: Path, final: Path) -> None:
-    """Make ``final`` appear complete or not at all (rename is atomic on one filesystem)."""
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, final)

@@ -22,7 +22,9 @@ import re
 import shutil
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -343,20 +345,53 @@ def make_accelerator(cfg: TrainConfig):
     return Accelerator(gradient_accumulation_steps=cfg.grad_accum)
 
 
+@dataclass
+class Run:
+    """What the stages of one run share: set by ``prepare``, filled in by ``build``."""
+    cfg: TrainConfig
+    accelerator: Any
+    show: bool              # progress bars: asked for, and this is the main process
+    ds: Any                 # DiffSynth's UnifiedDataset over the export's metadata
+    order: D.Order
+    total: int
+    ckpt: Path | None       # the checkpoint resumed from
+    start: int
+    summary: dict
+    keys: list[str] | None = None          # cache keys, one per clip (None: no cache)
+    cache: C.EncodeCache | None = None
+    module: Any = None
+    optimizer: Any = None
+    params: list = field(default_factory=list)
+    logger: RunLogger | None = None
+
+    @property
+    def main(self) -> bool:
+        return self.accelerator.is_main_process
+
+    @property
+    def out(self) -> Path:
+        return Path(self.cfg.output_dir)
+
+
 def run(cfg: TrainConfig, accelerator=None, progress: bool = True) -> dict:
     """Train; returns a summary (checkpoints, losses, timings)."""
-    from tqdm import tqdm
+    r = prepare(cfg, accelerator, progress)
+    build(r)
+    restore(r)
+    losses, times, seconds = loop(r)
+    return finish(r, losses, times, seconds)
 
+
+def prepare(cfg: TrainConfig, accelerator=None, progress: bool = True) -> Run:
+    """Check the config and the output folder, write the config there, read the clip list,
+    and find where the run starts: everything that can refuse the run before a model loads."""
     cfg.validate()
     check_output_dir(cfg)   # before cfg.save() writes into it (phase 2: launch wrote ours there)
     M.register_models(cfg.model_registry)
     accelerator = accelerator or make_accelerator(cfg)
-    main = accelerator.is_main_process
     world, rank = accelerator.num_processes, accelerator.process_index
-    out = Path(cfg.output_dir)
-    if main:
+    if accelerator.is_main_process:
         cfg.save()
-    show = progress and main
     ds = D.build_dataset(cfg)
     total = cfg.total_steps(world)
     ckpt = find_resume(cfg)
@@ -364,103 +399,140 @@ def run(cfg: TrainConfig, accelerator=None, progress: bool = True) -> dict:
     if start >= total:
         raise TrainError(f"checkpoint {ckpt} is at step {start}, and the run has {total} steps: nothing to do "
                          "(raise --steps to train on)")
-    summary: dict = {"output_dir": str(out), "steps": total, "start_step": start, "world_size": world}
+    summary = {"output_dir": str(Path(cfg.output_dir)), "steps": total, "start_step": start, "world_size": world}
+    order = D.Order(len(ds.data), cfg.seed, world, rank)
+    return Run(cfg, accelerator, progress and accelerator.is_main_process, ds, order, total, ckpt, start, summary)
 
-    encoder_roles = [r for r in (*ENCODER_ROLES, "tokenizer") if r in cfg.models]
-    if cfg.use_cache:
-        encoder_files = resolve_files(cfg, encoder_roles, accelerator.main_process_first)
-        cache = C.EncodeCache(cfg.cache_dir)
-        keys = clip_keys(cfg, ds, encoder_files)
-        summary["encode"] = encode_missing(cfg, accelerator, ds, keys, cache, encoder_files, show)
-        roles = ["dit"]
-    else:
-        keys, cache = None, None
-        clip_keys_check = [D.clip_prompt(ds, i) for i in range(len(ds.data))]
-        if any(not isinstance(p, str) or not p.strip() for p in clip_keys_check):
-            raise TrainError("some clips have no text prompt; caption them and re-export")
-        roles = ["dit", *encoder_roles]
 
+def build(r: Run) -> None:
+    """The data (encoded once into the cache, unless ``use_cache`` is off), then the DiT with
+    its LoRA (from the checkpoint's weights when resuming) and the optimizer, through
+    ``accelerator.prepare``."""
+    cfg, accelerator = r.cfg, r.accelerator
+    roles = _encode(r)
     files = resolve_files(cfg, roles, accelerator.main_process_first)
     t0 = time.perf_counter()
     pipe = load_pipeline(cfg, files, device="cpu", no_zero3_init=no_zero3_init(accelerator))
     torch.manual_seed(cfg.seed)     # the LoRA's initial weights
     module = WanLoRAModule(pipe, cfg)
-    if ckpt is not None:
-        module.load_lora_weights(ckpt)
+    if r.ckpt is not None:   # now: once prepared, ZeRO-3 has partitioned the weights
+        module.load_lora_weights(r.ckpt)
     if is_zero3(accelerator):
         # DeepSpeed moves and partitions the (memory-mapped) weights when the engine starts;
         # moving the whole DiT to each GPU first would only raise the peak.
         module.pipe.device = accelerator.device
     else:
         module.to(accelerator.device)
-    summary["load_seconds"] = time.perf_counter() - t0
-    params = list(module.trainable_modules())
-    summary["trainable_params"] = sum(p.numel() for p in params)
-    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    module, optimizer = accelerator.prepare(module, optimizer)
-    if ckpt is not None:
-        if state_dir(ckpt).is_dir():
-            kwargs = {"load_module_strict": False} if getattr(accelerator.state, "deepspeed_plugin", None) else {}
-            accelerator.load_state(str(state_dir(ckpt)), **kwargs)
-        elif state_path(ckpt).is_file():
-            load_optimizer_state(state_path(ckpt), optimizer)
-        elif main:
-            print(f"warning: {ckpt} has no optimizer state beside it; resuming with a fresh optimizer",
-                  file=sys.stderr)
-    logger = RunLogger(cfg, optimizer, start)
-    csv_log = LossCSV(out / "loss.csv", start) if main else None
-    order = D.Order(len(ds.data), cfg.seed, world, rank)
+    r.summary["load_seconds"] = time.perf_counter() - t0
+    r.params = list(module.trainable_modules())
+    r.summary["trainable_params"] = sum(p.numel() for p in r.params)
+    optimizer = torch.optim.AdamW(r.params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    r.module, r.optimizer = accelerator.prepare(module, optimizer)
 
-    def items():
-        if cache is not None:
-            for s in range(start, total):
-                i = order(s)
-                got = cache.get(keys[i])
-                if got is None:
-                    raise TrainError(f"cache entry for {ds.data[i]['video']} vanished from {cfg.cache_dir}")
-                yield s, got, None
-        else:
-            idx = [order(s) for s in range(start, total)]
-            loader = torch.utils.data.DataLoader(torch.utils.data.Subset(ds, idx), batch_size=1, shuffle=False,
-                                                 collate_fn=_first, num_workers=cfg.num_workers)
-            yield from ((s, None, item) for s, item in zip(range(start, total), loader))
 
-    cuda = torch.cuda.is_available() and accelerator.device.type == "cuda"
-    if cuda:
+def _encode(r: Run) -> list[str]:
+    """Encode the clips the cache lacks; returns the model roles the run still loads."""
+    cfg = r.cfg
+    encoder_roles = [role for role in (*ENCODER_ROLES, "tokenizer") if role in cfg.models]
+    if not cfg.use_cache:
+        prompts = [D.clip_prompt(r.ds, i) for i in range(len(r.ds.data))]
+        if any(not isinstance(p, str) or not p.strip() for p in prompts):
+            raise TrainError("some clips have no text prompt; caption them and re-export")
+        return ["dit", *encoder_roles]
+    encoder_files = resolve_files(cfg, encoder_roles, r.accelerator.main_process_first)
+    r.cache = C.EncodeCache(cfg.cache_dir)
+    r.keys = clip_keys(cfg, r.ds, encoder_files)
+    r.summary["encode"] = encode_missing(cfg, r.accelerator, r.ds, r.keys, r.cache, encoder_files, r.show)
+    return ["dit"]
+
+
+def restore(r: Run) -> None:
+    """Resume the optimizer (and, distributed, accelerate's whole state) from the checkpoint's
+    state; its LoRA weights were loaded by ``build``."""
+    ckpt, accelerator = r.ckpt, r.accelerator
+    if ckpt is None:
+        return
+    if state_dir(ckpt).is_dir():
+        kwargs = {"load_module_strict": False} if getattr(accelerator.state, "deepspeed_plugin", None) else {}
+        accelerator.load_state(str(state_dir(ckpt)), **kwargs)
+    elif state_path(ckpt).is_file():
+        load_optimizer_state(state_path(ckpt), r.optimizer)
+    elif r.main:
+        print(f"warning: {ckpt} has no optimizer state beside it; resuming with a fresh optimizer",
+              file=sys.stderr)
+
+
+def _items(r: Run):
+    """``(step, cached inputs, None)`` or ``(step, None, clip)`` for the steps still to run."""
+    steps = range(r.start, r.total)
+    if r.cache is not None:
+        for s in steps:
+            i = r.order(s)
+            got = r.cache.get(r.keys[i])
+            if got is None:
+                raise TrainError(f"cache entry for {r.ds.data[i]['video']} vanished from {r.cfg.cache_dir}")
+            yield s, got, None
+    else:
+        idx = [r.order(s) for s in steps]
+        loader = torch.utils.data.DataLoader(torch.utils.data.Subset(r.ds, idx), batch_size=1, shuffle=False,
+                                             collate_fn=_first, num_workers=r.cfg.num_workers)
+        yield from ((s, None, item) for s, item in zip(steps, loader))
+
+
+def loop(r: Run) -> tuple[list[float], list[float], float]:
+    """The steps from ``start`` to ``total``: loss log, progress bar, checkpoints every
+    ``save_every``. Returns the losses, each step's seconds and the loop's seconds."""
+    from tqdm import tqdm
+
+    cfg, accelerator, module, optimizer = r.cfg, r.accelerator, r.module, r.optimizer
+    world, rank = accelerator.num_processes, accelerator.process_index
+    r.logger = RunLogger(cfg, optimizer, r.start)
+    csv_log = LossCSV(r.out / "loss.csv", r.start) if r.main else None
+    if _on_cuda(accelerator):
         torch.cuda.reset_peak_memory_stats(accelerator.device)
-    bar = tqdm(total=total, initial=start, desc="train", unit="step", disable=not show, file=sys.stderr)
+    bar = tqdm(total=r.total, initial=r.start, desc="train", unit="step", disable=not r.show, file=sys.stderr)
     losses, times, ema = [], [], None
     module.train()
     t_loop = time.perf_counter()
-    for s, inputs, item in items():
+    for s, inputs, item in _items(r):
         t = time.perf_counter()
         torch.manual_seed(step_seed(cfg.seed, s, rank, world))
-        loss = train_step(accelerator, module, optimizer, params, cfg, item=item, inputs=inputs)
+        loss = train_step(accelerator, module, optimizer, r.params, cfg, item=item, inputs=inputs)
         value = float(accelerator.reduce(loss.detach().float(), reduction="mean").item())
         dt = time.perf_counter() - t
         losses.append(value)
         times.append(dt)
         ema = value if ema is None else 0.9 * ema + 0.1 * value
         if csv_log:
-            csv_log.log(step=s + 1, epoch=order.epoch_of(s), loss=f"{value:.6g}",
+            csv_log.log(step=s + 1, epoch=r.order.epoch_of(s), loss=f"{value:.6g}",
                         lr=f"{optimizer.param_groups[0]['lr']:.3g}", seconds=f"{dt:.3f}")
         bar.set_postfix(loss=f"{value:.4f}", avg=f"{ema:.4f}")
         bar.update(1)
-        logger.on_step_end(accelerator, module, cfg.save_every, loss=loss)
-    logger.on_training_end(accelerator, module, cfg.save_every)
+        r.logger.on_step_end(accelerator, module, cfg.save_every, loss=loss)
+    r.logger.on_training_end(accelerator, module, cfg.save_every)
     bar.close()
     if csv_log:
         csv_log.close()
-    summary.update({"checkpoints": logger.saved, "losses": losses, "step_seconds": times,
-                    "train_seconds": time.perf_counter() - t_loop,
-                    "final": str(out / f"step-{total}.safetensors")})
-    if cuda:   # per-GPU peak (torch.cuda.max_memory_allocated) over the training steps
+    return losses, times, time.perf_counter() - t_loop
+
+
+def finish(r: Run, losses: list[float], times: list[float], seconds: float) -> dict:
+    """The summary (written to ``summary.json`` by the main process) of a run whose last
+    checkpoint ``loop`` has saved."""
+    accelerator, summary = r.accelerator, r.summary
+    summary.update({"checkpoints": r.logger.saved, "losses": losses, "step_seconds": times,
+                    "train_seconds": seconds, "final": str(r.out / f"step-{r.total}.safetensors")})
+    if _on_cuda(accelerator):   # per-GPU peak (torch.cuda.max_memory_allocated) over the training steps
         peak = torch.tensor([torch.cuda.max_memory_allocated(accelerator.device) / 2 ** 30], device=accelerator.device)
         summary["peak_gib_per_gpu"] = [round(float(v), 2) for v in accelerator.gather(peak)]
         summary["gpu"] = torch.cuda.get_device_name(accelerator.device)
-    if main:
+    if r.main:
         later = times[1:] or times
         summary["median_step_seconds"] = sorted(later)[len(later) // 2] if later else None
-        (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        (r.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     accelerator.wait_for_everyone()
     return summary
+
+
+def _on_cuda(accelerator) -> bool:
+    return torch.cuda.is_available() and accelerator.device.type == "cuda"
