@@ -29,7 +29,7 @@ def kept(ds: Path):
 
 def test_builtins_are_available_and_unknown_names_say_what_exists():
     assert set(BUILTINS) <= set(available())
-    with pytest.raises(CaptionerError, match=r"no captioner named 'nope'.*sidecar.*wandata\.captioners"):
+    with pytest.raises(CaptionerError, match=r"unknown captioner 'nope'; choose from .*sidecar.*wandata\.captioners"):
         make("nope")
 
 
@@ -282,7 +282,7 @@ def test_cli_caption_errors(sample_dataset, tmp_path):
     r = CliRunner().invoke(main, ["caption", "-d", str(tmp_path), "-c", "template"])
     assert r.exit_code == 2 and "no manifest.parquet" in r.output
     r = CliRunner().invoke(main, ["caption", "-d", str(sample_dataset), "-c", "nope"])
-    assert r.exit_code == 2 and "no captioner named 'nope'" in r.output
+    assert r.exit_code == 2 and "unknown captioner 'nope'" in r.output
     r = CliRunner().invoke(main, ["caption", "-d", str(sample_dataset), "-c", "template", "-O", "trigger"])
     assert r.exit_code == 2 and "is not KEY=VALUE" in r.output
     r = CliRunner().invoke(main, ["caption", "-d", str(sample_dataset), "-c", "sidecar", "--quiet"])

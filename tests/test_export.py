@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import textwrap
 import tomllib
 from pathlib import Path
 
@@ -424,33 +425,36 @@ def test_a_format_is_one_class_and_one_entry_point(tmp_path, monkeypatch):
     by `check` like a built-in; a built-in name cannot be taken over."""
     from wandata.export import registry
     from wandata.export.check import check
-    from wandata.export.common import SETTINGS_NAME, Exporter, Row, write_text
 
-    class Lines(Exporter):
-        name = "lines"
+    # What `pip install` of a plugin leaves in site-packages: its module, and a dist-info whose
+    # entry_points.txt registers it (and tries, and fails, to replace the built-in csv).
+    site = tmp_path / "site"
+    info = site / "wandata_lines_format-0.1.dist-info"
+    info.mkdir(parents=True)
+    (site / "wandata_lines_format.py").write_text(textwrap.dedent("""
+        from wandata.export.common import SETTINGS_NAME, Exporter, Row, write_text
 
-        def paths(self, out, has_val):
-            return out / SETTINGS_NAME, out / "clips.txt", None
 
-        def write(self, o, settings_text, prepared):
-            write_text(o.metadata, "".join(f"{it.file}\t{it.prompt}\n" for it in o.train))
-            write_text(o.settings, settings_text)
-            return {}
+        class Lines(Exporter):
+            name = "lines"
 
-        def read(self, path, split, root=None):
-            rows = [Row(f"{path.name} row {i}", *line.split("\t"), split=split)
-                    for i, line in enumerate(path.read_text().splitlines(), 1)]
-            return rows, [], [str(path)]
+            def paths(self, out, has_val):
+                return out / SETTINGS_NAME, out / "clips.txt", None
 
-    class EntryPoint:
-        def __init__(self, name, value):
-            self.name, self.value = name, value
+            def write(self, o, settings_text, prepared):
+                write_text(o.metadata, "".join(f"{it.file}\\t{it.prompt}\\n" for it in o.train))
+                write_text(o.settings, settings_text)
+                return {}
 
-        def load(self):
-            return Lines
-
-    monkeypatch.setattr(registry, "_entry_points",
-                        lambda: {"lines": EntryPoint("lines", "x:Lines"), "csv": EntryPoint("csv", "x:Lines")})
+            def read(self, path, split, root=None):
+                rows = [Row(f"{path.name} row {i}", *line.split("\\t"), split=split)
+                        for i, line in enumerate(path.read_text().splitlines(), 1)]
+                return rows, [], [str(path)]
+    """))
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: wandata-lines-format\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[wandata.exporters]\nlines = wandata_lines_format:Lines\n"
+                                           "csv = wandata_lines_format:Lines\n")
+    monkeypatch.syspath_prepend(str(site))
     assert ex.available() == ex.FORMATS + ("lines",)
     assert type(registry.load("csv")).__name__ == "Csv"
     ds = tiny_dataset(tmp_path / "ds", 4)

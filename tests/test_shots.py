@@ -127,17 +127,63 @@ def test_the_detector_names_agree_everywhere():
     """settings.DETECTORS (the --detector choices), the registry and pyproject's entry points."""
     import tomllib
 
-    from wandata.settings import DETECTORS
+    from wandata.settings import BUILTIN_DETECTORS
 
-    assert set(DETECTORS) == {registry.AUTO, *registry.BUILTINS}
+    assert set(BUILTIN_DETECTORS) == {registry.AUTO, *registry.BUILTINS}
     project = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text())
     assert project["project"]["entry-points"][registry.ENTRY_POINT_GROUP] == registry.BUILTINS
 
 
-def test_a_third_party_detector_is_found_through_its_entry_point(monkeypatch):
-    from importlib.metadata import EntryPoint
+PLUGIN_DETECTOR = """
+import numpy as np
 
-    ep = EntryPoint("mine", "wandata.detect.base:NoDetector", registry.ENTRY_POINT_GROUP)
-    monkeypatch.setattr(registry, "_entry_points", lambda: {"mine": ep})
-    assert "mine" in registry.available()
-    assert isinstance(make_detector("mine", 0.5, "cpu", 16), NoDetector)
+
+class _EveryThreeSeconds:
+    # Marks grid frame 48 (3 s at 16 fps) as a transition: the run splits there.
+    def __init__(self):
+        self.n = 0
+
+    def push(self, small):
+        idx = np.arange(self.n, self.n + len(small))
+        self.n += len(small)
+        return idx == 48
+
+    def flush(self):
+        return np.zeros(0, dtype=bool)
+
+
+class ThreeSeconds:
+    name, size = "three-seconds", (16, 9)
+
+    def stream(self):
+        return _EveryThreeSeconds()
+"""
+
+
+def test_a_third_party_detector_is_a_valid_detector_option_end_to_end(tmp_path):
+    """What `pip install` of a plugin leaves in site-packages (its module and a dist-info whose
+    entry_points.txt registers the detector), then `wandata plan --detector NAME` in a fresh
+    process: the name is accepted and the plugin's verdicts cut the shots."""
+    import json
+    import subprocess
+    import sys
+
+    site = tmp_path / "site"
+    info = site / "wandata_detector_plugin-0.1.dist-info"
+    info.mkdir(parents=True)
+    (site / "wandata_detector_plugin.py").write_text(PLUGIN_DETECTOR)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: wandata-detector-plugin\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[wandata.detectors]\nthree-seconds = wandata_detector_plugin:ThreeSeconds\n")
+    src = Path(__file__).resolve().parent.parent / "sample_data" / "stock_30fps.mp4"
+
+    def plan(detector):
+        r = subprocess.run([sys.executable, "-m", "wandata", "plan", str(src), "--frames", "17", "--json",
+                            "--trim", "0", "--detector", detector], capture_output=True, text=True, timeout=300,
+                           env={**__import__("os").environ, "PYTHONPATH": str(site)})
+        assert r.returncode == 0, r.stderr[-2000:]
+        (source,) = json.loads(r.stdout)["sources"]
+        return source["shots"]
+
+    assert plan("none") == [[0.0, 12.0625]]
+    shots = plan("three-seconds")
+    assert len(shots) == 2 and shots[0][1] == 3.0 and shots[1][0] == 3.0625, shots

@@ -22,8 +22,18 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 MODES = ("head", "chunk", "uniform")
-DETECTORS = ("auto", "transnetv2", "cascade", "adaptive", "none")
-# Quality filters (wandata/quality.py, docs/quality.md). "fast" is off by default: very fast
+BUILTIN_DETECTORS = ("auto", "transnetv2", "cascade", "adaptive", "none")
+
+
+def _plugin_detectors() -> tuple[str, ...]:
+    # Read from the package metadata, not by importing wandata.detect (which sits above this
+    # module): a detector registered under the entry point group is a valid --detector.
+    from importlib.metadata import entry_points
+    return tuple(sorted({ep.name for ep in entry_points(group="wandata.detectors")} - set(BUILTIN_DETECTORS)))
+
+
+DETECTORS = BUILTIN_DETECTORS + _plugin_detectors()
+# Quality filters (wandata/quality/, docs/quality.md). "fast" is off by default: very fast
 # motion is flagged on the kept clip rather than dropped, since action footage is often wanted.
 FILTERS = ("static", "fast", "blur", "dark", "bright", "flat", "text", "duplicate")
 DEFAULT_FILTERS = ("static", "blur", "dark", "bright", "flat", "text", "duplicate")
@@ -32,8 +42,11 @@ DEFAULT_FILTERS = ("static", "blur", "dark", "bright", "flat", "text", "duplicat
 # x264's presets, fastest first (``x264 --help``); the encoder refuses anything else.
 PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower",
            "veryslow", "placebo")
-_MODEL_DETECTORS = ("auto", "transnetv2", "cascade")
-USES_SHOT_MODEL = (lambda s: s.detector in _MODEL_DETECTORS, "only the transnetv2, cascade and auto detectors use it")
+# The two built-ins that never load the shot model; a plugin detector gets --threshold and
+# --device when its constructor takes them (detect/registry.py).
+_NO_MODEL_DETECTORS = ("adaptive", "none")
+USES_SHOT_MODEL = (lambda s: s.detector not in _NO_MODEL_DETECTORS,
+                   "the adaptive and none detectors use no shot model")
 # Frame rates Wan models are trained at: a dataset at another rate teaches the model another speed.
 WAN_FPS = "Wan2.1 trains at 16 fps, Wan2.2-TI2V-5B at 24"
 DEVICE_FORMS = "auto, cpu, cuda or cuda:N"

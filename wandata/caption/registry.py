@@ -2,17 +2,13 @@
 group ``wandata.captioners`` (see the package docstring)."""
 from __future__ import annotations
 
-import importlib
-from importlib.metadata import entry_points
 from typing import Any
 
 from wandata.caption.base import Captioner, CaptionerError, FunctionCaptioner, Option
+from wandata.plugins import Registry
 
 ENTRY_POINT_GROUP = "wandata.captioners"
 
-# Built-ins resolve even when the installed package metadata is stale (an
-# editable install made before an entry point was added), so they are listed
-# here as well as in pyproject.toml.
 BUILTINS = {
     "sidecar": "wandata.caption.sidecar:SidecarCaptioner",
     "template": "wandata.caption.template:TemplateCaptioner",
@@ -22,33 +18,17 @@ BUILTINS = {
 }
 
 
-def _entry_points() -> dict:
-    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+_REGISTRY = Registry(ENTRY_POINT_GROUP, BUILTINS, "captioner", CaptionerError)
 
 
 def available() -> dict[str, str]:
-    """Every captioner name mapped to its 'module:attribute' target."""
-    found = {name: ep.value for name, ep in _entry_points().items()}
-    found.update(BUILTINS)  # a third party cannot silently replace a built-in
-    return dict(sorted(found.items()))
+    """Every captioner name mapped to its 'module:attribute' target, by name."""
+    return dict(sorted(_REGISTRY.available().items()))
 
 
 def load(name: str) -> Any:
     """The class or function registered under ``name``."""
-    if name in BUILTINS:
-        module, _, attr = BUILTINS[name].partition(":")
-        return getattr(importlib.import_module(module), attr)
-    ep = _entry_points().get(name)
-    if ep is None:
-        raise CaptionerError(
-            f"no captioner named {name!r}; available: {', '.join(available())}. Third-party "
-            f"captioners register under the Python entry point group {ENTRY_POINT_GROUP!r}; "
-            "is the package that provides it installed in this environment?")
-    try:
-        return ep.load()
-    except Exception as e:  # noqa: BLE001 - any import failure means the plugin is unusable
-        raise CaptionerError(f"captioner {name!r} is registered as {ep.value!r} but could not be "
-                             f"imported ({type(e).__name__}: {e}); reinstall the package that provides it") from e
+    return _REGISTRY.load(name)
 
 
 def make(name: str, options: dict[str, Any] | None = None) -> Captioner:

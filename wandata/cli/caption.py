@@ -29,7 +29,7 @@ def parse_opts(ctx, param, values) -> dict[str, str]:
 
 def check_name(ctx, param, value):
     if value is not None and value not in available():
-        raise click.BadParameter(f"no captioner named {value!r}; available: {', '.join(available())} "
+        raise click.BadParameter(f"unknown captioner {value!r}; choose from {', '.join(available())} "
                                  "(`wandata captions list` shows their options)")
     return value
 

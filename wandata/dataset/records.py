@@ -10,13 +10,20 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from wandata.dataset.reasons import Reason
+
 KEPT, DROPPED, FAILED = "kept", "dropped", "failed"
 
 
 class _Verdict:
-    def set(self, status: str, code: str, reason: str) -> None:
-        """Status, reason code (a ``dataset.reasons.Reason``) and the message for people, together."""
-        self.status, self.reason_code, self.reason = status, code, reason
+    def set(self, status: str, code: str, reason: str | None = None, **figures) -> None:
+        """Status, reason code (a ``dataset.reasons.Reason``) and the message for people, together.
+        Without ``reason`` the message is the code's template filled with ``figures``, so that
+        one wording lives in one place (``dataset/reasons.py``)."""
+        if reason is None:
+            reason = Reason(code).message(**figures)
+        # Stored as the plain string: str() of a str-Enum member is "Reason.name", not its value.
+        self.status, self.reason_code, self.reason = status, getattr(code, "value", code), reason
 
 
 @dataclass

@@ -10,5 +10,5 @@
 
 ``base.py`` holds the interface, ``tracker.py`` turns a mask into shots, ``registry.py``
 finds detectors by name (``make_detector``). A new detector is one file plus one entry point
-in the ``wandata.detectors`` group (and its name in ``wandata.settings.DETECTORS``).
+in the ``wandata.detectors`` group; ``--detector`` accepts every registered name.
 """

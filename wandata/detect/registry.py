@@ -9,18 +9,15 @@ picks ``transnetv2`` on a GPU and ``cascade`` on a CPU.
 """
 from __future__ import annotations
 
-import importlib
 import inspect
-from importlib.metadata import entry_points
 from typing import Any
 
 from wandata.detect.base import Detector
 from wandata.detect.transnet import resolve_device
+from wandata.plugins import Registry
 
 ENTRY_POINT_GROUP = "wandata.detectors"
 
-# Built-ins resolve even when the installed package metadata is stale (an editable install
-# made before an entry point was added), so they are listed here as well as in pyproject.toml.
 BUILTINS = {
     "transnetv2": "wandata.detect.transnet:TransNetV2Detector",
     "cascade": "wandata.detect.cascade:CascadeDetector",
@@ -30,26 +27,17 @@ BUILTINS = {
 AUTO = "auto"
 
 
-def _entry_points() -> dict:
-    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+_REGISTRY = Registry(ENTRY_POINT_GROUP, BUILTINS, "detector")
 
 
 def available() -> dict[str, str]:
     """Every detector name mapped to its 'module:attribute' target (``auto`` aside)."""
-    found = {name: ep.value for name, ep in _entry_points().items()}
-    found.update(BUILTINS)  # a third party cannot silently replace a built-in
-    return dict(sorted(found.items()))
+    return _REGISTRY.available()
 
 
 def load(name: str) -> Any:
     """The detector class registered under ``name``."""
-    if name in BUILTINS:
-        module, _, attr = BUILTINS[name].partition(":")
-        return getattr(importlib.import_module(module), attr)
-    ep = _entry_points().get(name)
-    if ep is None:
-        raise ValueError(f"unknown detector {name!r}")
-    return ep.load()
+    return _REGISTRY.load(name)
 
 
 def make_detector(name: str, threshold: float = 0.5, device: str = "auto", fps: float = 16.0) -> Detector:

@@ -9,39 +9,28 @@ point group ``wandata.engines``.
 """
 from __future__ import annotations
 
-import importlib
-from importlib.metadata import entry_points
-
 from wandata.engine.base import EngineError
 from wandata.engine.local import LocalEngine
 from wandata.engine.ray import RayEngine
+from wandata.plugins import Registry
 
 ENTRY_POINT_GROUP = "wandata.engines"
 BUILTINS = {"local": "wandata.engine.local:LocalEngine", "ray": "wandata.engine.ray:RayEngine"}
 
 
+_REGISTRY = Registry(ENTRY_POINT_GROUP, BUILTINS, "engine", EngineError)
+
+
 def available() -> dict[str, str]:
     """Every engine name mapped to its 'module:attribute' target, built-ins first."""
-    found = dict(BUILTINS)
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        found.setdefault(ep.name, ep.value)  # a third party cannot silently replace a built-in
-    return found
+    return _REGISTRY.available()
 
 
 ENGINES = tuple(available())
 
 
 def make_engine(name: str = "local", workers: int = 1, ray_address: str | None = None):
-    target = available().get(name)
-    if target is None:
-        raise EngineError(f"engine {name!r}: choose one of {', '.join(available())}")
-    module, _, attr = target.partition(":")
-    try:
-        cls = getattr(importlib.import_module(module), attr)
-    except Exception as e:  # noqa: BLE001 - any import failure means the plugin is unusable
-        raise EngineError(f"engine {name!r} is registered as {target!r} but could not be imported "
-                          f"({type(e).__name__}: {e}); reinstall the package that provides it") from e
-    return cls.from_options(workers, ray_address)
+    return _REGISTRY.load(name).from_options(workers, ray_address)
 
 
 __all__ = ["BUILTINS", "ENGINES", "ENTRY_POINT_GROUP", "EngineError", "LocalEngine", "RayEngine",

@@ -9,16 +9,12 @@ the curated clips in its trainer's files and reads them back for ``wandata check
 """
 from __future__ import annotations
 
-import importlib
-from importlib.metadata import entry_points
-
 from wandata.export.common import Exporter, ExportError
+from wandata.plugins import Registry
 
 ENTRY_POINT_GROUP = "wandata.exporters"
 
-# Built-ins resolve even when the installed package metadata is stale (an editable install
-# made before an entry point was added), so they are listed here as well as in pyproject.toml.
-# Their order is the order the command line lists them in.
+# Built-ins: their order is the order the command line lists them in.
 BUILTINS = {
     "csv": "wandata.export.diffsynth:Csv",
     "json": "wandata.export.diffsynth:Json",
@@ -29,30 +25,17 @@ BUILTINS = {
 FORMATS = tuple(BUILTINS)
 
 
-def _entry_points() -> dict:
-    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+_REGISTRY = Registry(ENTRY_POINT_GROUP, BUILTINS, "format", ExportError)
 
 
 def available() -> tuple[str, ...]:
     """Every format name: the built-ins, then the installed plugins'."""
-    # A third party cannot silently replace a built-in.
-    return FORMATS + tuple(sorted(set(_entry_points()) - set(BUILTINS)))
+    return tuple(_REGISTRY.available())
 
 
 def load(name: str) -> Exporter:
     """The format called ``name``."""
-    if name in BUILTINS:
-        module, _, attr = BUILTINS[name].partition(":")
-        target = getattr(importlib.import_module(module), attr)
-    else:
-        ep = _entry_points().get(name)
-        if ep is None:
-            raise ExportError(f"unknown format {name!r}; choose from {', '.join(available())}")
-        try:
-            target = ep.load()
-        except Exception as e:  # noqa: BLE001 - any import failure means the plugin is unusable
-            raise ExportError(f"export format {name!r} is registered as {ep.value!r} but could not be "
-                              f"imported ({type(e).__name__}: {e}); reinstall the package that provides it") from e
+    target = _REGISTRY.load(name)
     exporter = target() if isinstance(target, type) else target
     if not isinstance(exporter, Exporter):
         raise ExportError(f"export format {name!r} is not a wandata.export.common.Exporter; fix the entry point "

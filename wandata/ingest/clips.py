@@ -78,7 +78,7 @@ def _window_row(src, settings, fit, made, o: WindowOutcome, origin: float, datas
         c.verified_size = f"{d.width}x{d.height}"
         c.decoded_digest = d.digest
         if o.problem:
-            c.set(FAILED, "verify_failed", f"verification failed: {o.problem}")
+            c.set(FAILED, "verify_failed", problem=o.problem)
             clip_path(w).unlink(missing_ok=True)
     return c
 

@@ -94,7 +94,7 @@ def same_content(src: SourceRecord, seen: dict[str, str]) -> str:
 
 
 def _drop_copy(src: SourceRecord, twin: str) -> list[ClipRecord]:
-    src.set(DROPPED, "duplicate_content", f"same content as {twin}; kept that copy only")
+    src.set(DROPPED, "duplicate_content", other=twin)
     return []
 
 

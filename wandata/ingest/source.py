@@ -161,11 +161,9 @@ def _no_clips_verdict(src: SourceRecord, clips: list[ClipRecord]) -> None:
     elif src.reason_code:
         src.status = FAILED  # truncated / decode_error: the damage is why nothing is left
     elif any(c.status == DROPPED and c.window_index >= 0 for c in clips):
-        src.set(DROPPED, "all_filtered",
-                "every clip was dropped by the quality filters; see the clip rows' reasons")
+        src.set(DROPPED, "all_filtered")
     else:
-        src.set(DROPPED, "no_long_shot",
-                "no shot is long enough for one clip; see the dropped clip rows for each shot's length")
+        src.set(DROPPED, "no_long_shot")
 
 
 def _done(src, clips, timings):

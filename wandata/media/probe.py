@@ -41,14 +41,14 @@ def probe(path: Path, min_duration_s: float = 0.5) -> SourceRecord:
     try:
         container = av.open(str(path), metadata_errors="ignore")
     except av.error.FFmpegError as e:
-        return _fail(rec, "not_a_video", f"not a readable video ({_why(e)}); the file is corrupt or not a video")
+        return _fail(rec, "not_a_video", error=_why(e))
     with container:
         rec.container = container.format.name
         rec.has_audio = bool(container.streams.audio)
         if not container.streams.video:
-            what = "has only audio" if rec.has_audio else "has no video stream"
-            return _fail(rec, "audio_only" if rec.has_audio else "not_a_video",
-                         f"the file {what}; nothing to cut clips from")
+            if rec.has_audio:
+                return _fail(rec, "audio_only")
+            return _fail(rec, "not_a_video", "the file has no video stream; nothing to cut clips from")
         stream = container.streams.video[0]
         ctx = stream.codec_context
         rec.codec = ctx.name or ""
@@ -95,15 +95,13 @@ def _timing(rec: SourceRecord, pts: np.ndarray, declared: float, min_duration_s:
     # A constant-rate file has one delta up to timestamp rounding (1 tick of a coarse timebase).
     rec.vfr = bool(len(deltas) > 1 and (deltas.max() - deltas.min()) > max(0.002, 0.1 * mean))
     if declared and declared > rec.duration_s + max(0.5, 0.05 * declared):
-        rec.reason_code = "truncated"  # a warning while clips come from the rest
-        rec.reason = (f"truncated: the video stops at {rec.duration_s:.2f} s of the "
-                      f"{declared:.2f} s its header declares; copy the file again to use all of it")
+        # A warning while clips come from the rest; the status stays until a verdict below.
+        rec.set(rec.status, "truncated", duration_s=rec.duration_s, declared_s=declared)
     if rec.duration_s < min_duration_s:
         if rec.reason_code == "truncated":
             rec.status = FAILED  # too short because it was cut off: the copy is at fault
         else:
-            rec.set(DROPPED, "too_short", f"only {rec.duration_s:.2f} s long (minimum "
-                    f"{min_duration_s} s); too short to cut a clip from")
+            rec.set(DROPPED, "too_short", duration_s=rec.duration_s, minimum=min_duration_s)
 
 
 def _packet_times(container, stream) -> np.ndarray:
@@ -123,6 +121,6 @@ def _why(e: Exception) -> str:
     return getattr(e, "strerror", None) or str(e)
 
 
-def _fail(rec: SourceRecord, code: str, reason: str) -> SourceRecord:
-    rec.set(FAILED, code, reason)
+def _fail(rec: SourceRecord, code: str, reason: str | None = None, **figures) -> SourceRecord:
+    rec.set(FAILED, code, reason, **figures)
     return rec
