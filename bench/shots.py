@@ -53,7 +53,7 @@ def main() -> None:
     p.add_argument("--video", type=Path)
     p.add_argument("--frames", type=Path, help="grid frames .npy (from --save-frames)")
     p.add_argument("--grid", type=Path, help="grid -> source frame .npy (from --save-frames)")
-    p.add_argument("--truth", type=Path, help="ground truth JSON of wandata.synth")
+    p.add_argument("--truth", type=Path, help="ground truth JSON of tools.synth")
     p.add_argument("--device", default="auto")
     p.add_argument("--detectors", nargs="+", default=["transnetv2", "cascade", "adaptive"])
     p.add_argument("--save-frames", type=Path, metavar="DIR")
