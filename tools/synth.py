@@ -16,6 +16,16 @@ Timeline model
   Dissolve frame ``d`` (0..n-1) is ``(1-a)*A + a*B`` with ``a = (d+1)/(n+1)``,
   so every dissolve frame is a genuine mix and none equals a pure frame.
   ``dissolves`` lists ``[first, last]`` output indices (inclusive).
+* ``fade(out, hold, fade_in, colour)``: the last ``out`` frames of ``shots[k]``
+  fade to a flat colour (weight ``(d+1)/(out+1)``), ``hold`` frames show only
+  the colour, then the first ``fade_in`` frames of ``shots[k+1]`` fade in from
+  it. Shots do not overlap, so the timeline gets ``hold`` frames longer.
+  ``fade(30, 8, 30)`` is a fade to black and back, ``dip(15)`` a dip to white.
+
+In-shot events (a shot boundary detector must *not* cut there): ``Shot.whip``
+runs the camera ``speed`` times faster for a few frames (a whip pan), and
+``Shot.flash`` blends a few frames towards white (a photo flash). They apply
+wherever the shot's frames appear, dissolves included.
 
 Ground truth (returned by :func:`write_video` / :func:`write_vfr_video`)::
 
@@ -29,7 +39,16 @@ Ground truth (returned by :func:`write_video` / :func:`write_vfr_video`)::
     photos         photo name per shot
     cuts           [first frame index of the new shot, ...]
     dissolves      [[first, last], ...]  inclusive, dissolve frames only
+    transitions    [[first, last, kind], ...]  every transition in timeline
+                   order, kind "cut", "dissolve" or "fade"; a gradual one
+                   lists its mixed and flat frames (inclusive), a cut the last
+                   frame of the old shot and the first of the new, [c-1, c]:
+                   a clean clip holds no frame of a gradual span and never
+                   both frames of a cut
+    events         [[first, last, kind], ...]  in-shot events, kind "whip" or
+                   "flash" (frames that show them; not boundaries)
     shots          [[start, end], ...]   inclusive, pure-shot frames only
+                   (no dissolve or fade frame; whips and flashes included)
     cuts_s, dissolves_s, shots_s   the same, as presentation timestamps
                    (pts of the named frames, i.e. i / fps for CFR), so
                    shots_s[k][1] is when the shot's last frame *starts*
@@ -56,7 +75,7 @@ from __future__ import annotations
 import functools
 import math
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -84,12 +103,18 @@ class Shot:
     ``pan``: ((u0, v0), (u1, v1)) window position within the free margin,
     0..1 per axis (0 = left/top edge, 1 = right/bottom edge).
     Zoom is interpolated geometrically and position linearly over the shot.
+    ``whip``: (first, frames, speed): the camera moves ``speed`` times faster
+    for those local frames (a whip pan; the whole move still spans the shot).
+    ``flash``: (first, weights): local frames from ``first`` on are blended
+    towards white with these weights (a photo flash).
     """
 
     photo: str
     frames: int
     zoom: tuple[float, float] = (1.0, 1.2)
     pan: tuple[tuple[float, float], tuple[float, float]] = ((0.2, 0.5), (0.8, 0.5))
+    whip: tuple[int, int, float] | None = None
+    flash: tuple[int, tuple[float, ...]] | None = None
 
     def __post_init__(self):
         if self.photo not in PHOTOS:
@@ -98,20 +123,56 @@ class Shot:
             raise ValueError("a shot needs at least one frame")
         if min(self.zoom) < 1.0:
             raise ValueError("zoom < 1 would look outside the photo")
+        if self.whip and not (0 <= self.whip[0] and self.whip[1] >= 1 and self.whip[0] + self.whip[1] <= self.frames
+                              and self.whip[2] > 0):
+            raise ValueError("whip must be (first, frames, speed) inside the shot")
+        if self.flash and not (0 <= self.flash[0] and self.flash[0] + len(self.flash[1]) <= self.frames
+                               and all(0 <= w <= 1 for w in self.flash[1])):
+            raise ValueError("flash must be (first, weights in 0..1) inside the shot")
+
+    def camera_time(self, i: int) -> float:
+        """Where frame ``i`` is along the camera move, 0..1 (a whip makes it jump)."""
+        def warp(j):
+            if not self.whip:
+                return j
+            first, n, speed = self.whip
+            return j + (speed - 1) * min(max(j - first, 0), n)
+        return warp(i) / max(warp(self.frames - 1), 1)
+
+    def flash_weight(self, i: int) -> float:
+        if not self.flash or not 0 <= i - self.flash[0] < len(self.flash[1]):
+            return 0.0
+        return float(self.flash[1][i - self.flash[0]])
 
 
 @dataclass(frozen=True)
 class Transition:
-    kind: str = "cut"  # "cut" or "dissolve"
-    frames: int = 0    # dissolve length; 0 for a cut
+    kind: str = "cut"  # "cut", "dissolve" or "fade"
+    frames: int = 0    # dissolve length, or a fade's fade-out length; 0 for a cut
+    hold: int = 0      # fade: frames of flat colour between fade-out and fade-in
+    fade_in: int = 0   # fade: fade-in length
+    colour: tuple[int, int, int] = (0, 0, 0)  # fade: the flat frame, RGB
 
     def __post_init__(self):
-        if self.kind == "cut" and self.frames != 0:
-            raise ValueError("a cut has no frames")
-        if self.kind == "dissolve" and self.frames < 1:
-            raise ValueError("a dissolve needs at least one frame")
-        if self.kind not in ("cut", "dissolve"):
+        if self.kind not in ("cut", "dissolve", "fade"):
             raise ValueError(f"unknown transition {self.kind!r}")
+        if self.kind == "cut" and (self.frames or self.hold or self.fade_in):
+            raise ValueError("a cut has no frames")
+        if self.kind == "dissolve" and (self.frames < 1 or self.hold or self.fade_in):
+            raise ValueError("a dissolve needs at least one frame and has no hold or fade-in")
+        if self.kind == "fade" and (min(self.frames, self.hold, self.fade_in) < 0
+                                    or self.frames + self.hold + self.fade_in < 1):
+            raise ValueError("a fade needs at least one frame")
+
+    @property
+    def tail(self) -> int:
+        """Frames of the outgoing shot that the transition uses."""
+        return self.frames
+
+    @property
+    def head(self) -> int:
+        """Frames of the incoming shot that the transition uses."""
+        return self.frames if self.kind == "dissolve" else self.fade_in
 
 
 CUT = Transition()
@@ -119,6 +180,17 @@ CUT = Transition()
 
 def dissolve(frames: int) -> Transition:
     return Transition("dissolve", frames)
+
+
+def fade(out: int, hold: int = 0, fade_in: int | None = None,
+         colour: tuple[int, int, int] = (0, 0, 0)) -> Transition:
+    """Fade out to ``colour``, hold it, fade in (default: as long as the fade-out)."""
+    return Transition("fade", out, hold, out if fade_in is None else fade_in, tuple(colour))
+
+
+def dip(frames: int, colour: tuple[int, int, int] = (255, 255, 255)) -> Transition:
+    """A dip through a flat colour (white by default): ``frames`` out, ``frames`` in, no hold."""
+    return fade(frames, 0, frames, colour)
 
 
 def make_shots(frames: Sequence[int], photos: Sequence[str] | None = None,
@@ -159,7 +231,7 @@ def render_frame(shot: Shot, i: int, width: int, height: int) -> np.ndarray:
     """Frame ``i`` of ``shot`` as height x width x 3 uint8 RGB."""
     photo = load_photo(shot.photo)
     ph, pw = photo.shape[:2]
-    t = i / max(shot.frames - 1, 1)
+    t = shot.camera_time(i)
     z = shot.zoom[0] * (shot.zoom[1] / shot.zoom[0]) ** t
     u = shot.pan[0][0] + (shot.pan[1][0] - shot.pan[0][0]) * t
     v = shot.pan[0][1] + (shot.pan[1][1] - shot.pan[0][1]) * t
@@ -170,35 +242,74 @@ def render_frame(shot: Shot, i: int, width: int, height: int) -> np.ndarray:
     # One affine warp == crop + INTER_LINEAR resize, but with sub-pixel window
     # positions, so slow pans glide instead of stepping a source pixel at a time.
     m = np.array([[s, 0, -x0 * s], [0, s, -y0 * s]], dtype=np.float64)
-    return cv2.warpAffine(photo, m, (width, height), flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_REFLECT)
+    img = cv2.warpAffine(photo, m, (width, height), flags=cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_REFLECT)
+    w = shot.flash_weight(i)
+    if w:
+        img = np.clip(np.rint(img * (1 - w) + 255 * w), 0, 255).astype(np.uint8)
+    return img
 
 
 def _plan(shots: Sequence[Shot], transitions: Sequence[Transition] | None):
-    """Per output frame the (shot, local frame, weight) terms, plus boundaries."""
+    """Per output frame the terms ``(shot, local frame, weight)`` (shot None: ``(None, colour,
+    weight)``, a flat frame), plus cuts, dissolves, ``[first, last, kind]`` spans of every
+    transition, in-shot events and pure-shot ranges."""
     if not shots:
         raise ValueError("need at least one shot")
     transitions = [CUT] * (len(shots) - 1) if transitions is None else list(transitions)
     if len(transitions) != len(shots) - 1:
         raise ValueError("need exactly len(shots) - 1 transitions")
-    plan, cuts, dissolves, ranges = [], [], [], []
+    plan, cuts, dissolves, spans, events, ranges = [], [], [], [], [], []
     for k, shot in enumerate(shots):
-        head = transitions[k - 1].frames if k > 0 else 0
-        tail = transitions[k].frames if k < len(transitions) else 0
+        head = transitions[k - 1].head if k > 0 else 0
+        tail = transitions[k].tail if k < len(transitions) else 0
         if shot.frames - head - tail < 1:
-            raise ValueError(f"shot {k} ({shot.frames} frames) is swallowed by its dissolves")
+            raise ValueError(f"shot {k} ({shot.frames} frames) is swallowed by its transitions")
+        # The shot's local frame j sits at output index base + j (its head frames, already
+        # written by the transition before it, included).
+        base = len(plan) - head
+        if shot.whip:
+            events.append([base + shot.whip[0], base + shot.whip[0] + shot.whip[1] - 1, "whip"])
+        if shot.flash:
+            events.append([base + shot.flash[0], base + shot.flash[0] + len(shot.flash[1]) - 1, "flash"])
         ranges.append([len(plan), len(plan) + shot.frames - head - tail - 1])
         plan += [((k, j, 1.0),) for j in range(head, shot.frames - tail)]
-        if k < len(transitions):
-            if transitions[k].kind == "cut":
-                cuts.append(len(plan))
-            else:
-                n = transitions[k].frames
-                dissolves.append([len(plan), len(plan) + n - 1])
-                for d in range(n):
-                    a = (d + 1) / (n + 1)
-                    plan.append(((k, shot.frames - n + d, 1 - a), (k + 1, d, a)))
-    return plan, cuts, dissolves, ranges
+        if k == len(transitions):
+            break
+        tr = transitions[k]
+        if tr.kind == "cut":
+            cuts.append(len(plan))
+            spans.append([len(plan) - 1, len(plan), "cut"])
+            continue
+        first = len(plan)
+        if tr.kind == "dissolve":
+            n = tr.frames
+            for d in range(n):
+                a = (d + 1) / (n + 1)
+                plan.append(((k, shot.frames - n + d, 1 - a), (k + 1, d, a)))
+            dissolves.append([first, len(plan) - 1])
+        else:
+            colour = tuple(float(c) for c in tr.colour)
+            for d in range(tr.frames):
+                a = (d + 1) / (tr.frames + 1)
+                plan.append(((k, shot.frames - tr.frames + d, 1 - a), (None, colour, a)))
+            plan += [((None, colour, 1.0),)] * tr.hold
+            for d in range(tr.fade_in):
+                a = (d + 1) / (tr.fade_in + 1)
+                plan.append(((None, colour, 1 - a), (k + 1, d, a)))
+        spans.append([first, len(plan) - 1, tr.kind])
+    return plan, cuts, dissolves, ranges, spans, events
+
+
+def _compose(terms, shots, width, height) -> np.ndarray:
+    if len(terms) == 1 and terms[0][0] is not None:
+        k, j, _ = terms[0]
+        return render_frame(shots[k], j, width, height)
+    acc = np.zeros((height, width, 3), np.float32)
+    for k, j, w in terms:
+        acc += w * (np.asarray(j, np.float32) if k is None
+                    else render_frame(shots[k], j, width, height).astype(np.float32))
+    return np.clip(np.rint(acc), 0, 255).astype(np.uint8)
 
 
 def _frames(plan, shots, width, height, rotation, grain: float = 0.0) -> Iterable[np.ndarray]:
@@ -207,12 +318,7 @@ def _frames(plan, shots, width, height, rotation, grain: float = 0.0) -> Iterabl
     dw, dh = (height, width) if rotation in (90, 270) else (width, height)
     rng = np.random.default_rng(12345)
     for terms in plan:
-        if len(terms) == 1:
-            k, j, _ = terms[0]
-            img = render_frame(shots[k], j, dw, dh)
-        else:
-            acc = sum(w * render_frame(shots[k], j, dw, dh).astype(np.float32) for k, j, w in terms)
-            img = np.clip(np.rint(acc), 0, 255).astype(np.uint8)
+        img = _compose(terms, shots, dw, dh)
         if grain:
             # Sensor-like noise: it gives the file the entropy, bitrate and decoding cost of
             # camera footage, which clean synthetic pans lack.
@@ -260,7 +366,7 @@ def _ffmpeg(args: list[str]) -> str:
 
 
 def _truth(plan_info, shots, width, height, rotation, pts_s, duration_s, fps, vfr):
-    _, cuts, dissolves, ranges = plan_info
+    _, cuts, dissolves, ranges, spans, events = plan_info
     swap = rotation in (90, 270)
     return {
         "fps": float(fps),
@@ -272,7 +378,7 @@ def _truth(plan_info, shots, width, height, rotation, pts_s, duration_s, fps, vf
         "display_height": width if swap else height,
         "duration_s": round(duration_s, 6),
         "photos": [s.photo for s in shots],
-        "cuts": cuts, "dissolves": dissolves, "shots": ranges,
+        "cuts": cuts, "dissolves": dissolves, "transitions": spans, "events": events, "shots": ranges,
         "cuts_s": [pts_s[i] for i in cuts],
         "dissolves_s": [[pts_s[a], pts_s[b]] for a, b in dissolves],
         "shots_s": [[pts_s[a], pts_s[b]] for a, b in ranges],
@@ -425,8 +531,8 @@ def write_audio_only(path, seconds: float = 2.0, sample_rate: int = 44100) -> No
 
 
 __all__ = [
-    "PHOTOS", "Shot", "Transition", "CUT", "dissolve", "make_shots", "load_photo",
-    "render_frame", "write_video", "write_vfr_video", "read_rotation",
+    "PHOTOS", "Shot", "Transition", "CUT", "dissolve", "fade", "dip", "make_shots", "load_photo",
+    "render_frame", "write_video", "write_vfr_video", "read_rotation", "timeline_frame",
     "write_zero_byte", "write_not_a_video", "write_truncated", "write_corrupt",
     "write_audio_only",
 ]
@@ -436,7 +542,35 @@ def timeline_frame(shots: Sequence[Shot], transitions: Sequence[Transition] | No
                    width: int, height: int) -> np.ndarray:
     """Frame ``index`` of the timeline as a player displays it (upright, ``width`` x ``height``):
     what a correct pipeline should have read from the file at that frame."""
-    plan = _plan(shots, transitions)[0]
-    terms = plan[index]
-    acc = sum(w * render_frame(shots[k], j, width, height).astype(np.float32) for k, j, w in terms)
-    return np.clip(np.rint(acc), 0, 255).astype(np.uint8)
+    return _compose(_plan(shots, transitions)[0][index], shots, width, height)
+
+
+# --- the transition suite (tests/test_clean_clips.py, bench/transitions.py) ----------------------
+# Photographs joined by dissolves of 10 to 150 frames, a fade to black and back, a dip to white
+# and hard cuts at 30 fps, with a whip pan and a flash inside shots just long enough for one
+# 17-frame clip each, so a detector that cuts there loses the clip.
+SUITE_PHOTOS = ["astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry",
+                "camera", "coins", "retina", "colorwheel", "brick"]
+SUITE_TRANSITIONS = [dissolve(10), dissolve(30), dissolve(60), dissolve(90), dissolve(150),
+                     fade(30, 8, 30), dip(15), CUT, CUT, CUT]
+SUITE_NAMES = ["dissolve10", "dissolve30", "dissolve60", "dissolve90", "dissolve150", "fade to black",
+               "dip to white", "cut", "cut before the flash shot", "cut after the flash shot"]
+_SUITE_PURE, _SUITE_EVENT_SHOT, SUITE_WHIP, SUITE_FLASH = 60, 70, 8, 9
+
+
+def transition_suite() -> list[Shot]:
+    """The suite's shots (its transitions are ``SUITE_TRANSITIONS``)."""
+    # A clip of 17 frames at 16 fps spans 30 source frames, plus 0.25 s trimmed at each
+    # boundary: 70 pure frames hold one clip, either half of them around the event does not.
+    pure = [_SUITE_PURE] * len(SUITE_PHOTOS)
+    pure[SUITE_WHIP] = pure[SUITE_FLASH] = _SUITE_EVENT_SHOT
+    pure[-1] = 45
+    tr = SUITE_TRANSITIONS
+    lengths = [p + (tr[k - 1].head if k else 0) + (tr[k].tail if k < len(tr) else 0) for k, p in enumerate(pure)]
+    shots = make_shots(lengths, SUITE_PHOTOS, seed=13)
+    # Whip: 20 frames sweep about 690 of 416 output pixels (~34 px a frame) across the magnified
+    # retina; before and after it the camera drifts about 1 px a frame.
+    shots[SUITE_WHIP] = replace(shots[SUITE_WHIP], zoom=(3.0, 3.0), pan=((0.05, 0.5), (0.95, 0.5)),
+                                whip=(25, 20, 30.0))
+    shots[SUITE_FLASH] = replace(shots[SUITE_FLASH], flash=(34, (0.5, 0.85, 0.4)))
+    return shots

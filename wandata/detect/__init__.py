@@ -5,7 +5,11 @@
   dissolves.
 * ``cascade`` (``cascade.py``): cheap frame differences on every frame, TransNetV2 where they
   are unsure; the CPU default.
-* ``adaptive`` (``adaptive.py``): PySceneDetect's AdaptiveDetector; fast, hard cuts only.
+* ``adaptive`` (``adaptive.py``): PySceneDetect's AdaptiveDetector; fast.
+
+Each of the three is united with ``gradual.TransitionRule``: hard cuts (``cutrule.py``) and
+gradual transitions (``gradual.py``: dissolves, fades, dips) found from frame differences
+alone, which no network overrules.
 * ``none`` (``base.py``): the whole file is one shot (already-cut material).
 
 ``base.py`` holds the interface, ``tracker.py`` turns a mask into shots, ``registry.py``

