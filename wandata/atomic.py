@@ -24,7 +24,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-MANIFEST_NAME = "manifest.parquet"   # wandata.manifest.MANIFEST_NAME, without importing pyarrow
+MANIFEST_NAME = "manifest.parquet"   # the dataset's manifest (wandata.dataset.manifest)
 CLIPS_DIR = "clips"                  # where ingest writes the clips (wandata.ingest.source)
 REFUSED = "output_not_ours"          # the reason code of a refused output
 

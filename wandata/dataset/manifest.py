@@ -13,9 +13,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from wandata import atomic
+from wandata.atomic import MANIFEST_NAME  # noqa: F401 - importers take it from here
 from wandata.dataset.records import FAILED, ClipRecord, SourceRecord
-
-MANIFEST_NAME = "manifest.parquet"
 
 _PA_TYPES = {int: pa.int64(), float: pa.float64(), str: pa.string(), bool: pa.bool_(),
              "list[int]": pa.list_(pa.int64()), "list[str]": pa.list_(pa.string()),
@@ -93,9 +93,7 @@ class Manifest:
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         try:
             pq.write_table(table, tmp)
-            with open(tmp, "rb") as f:
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
+            atomic.replace(tmp, self.path)
         except BaseException:
             tmp.unlink(missing_ok=True)  # e.g. the disk filled: the previous manifest stands
             raise
