@@ -18,7 +18,8 @@ Per detector and video it prints: recall and precision for cuts and for gradual 
 one grid frame of slack for cuts, whose frames the grid may not show), false runs, kept clips
 (``ingest --dry-run`` with the quality filters off, so that a filter cannot hide a dirty clip),
 kept clips holding a transition frame (or both sides of a cut), and the detector's speed in grid
-frames per second on this machine (decoding excluded; the model load reported apart).
+frames per second on this machine (decoding excluded, the cut rule on every source frame
+included; the model load reported apart).
 """
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ from wandata.detect.registry import make_detector  # noqa: E402
 from wandata.ingest.source import process_source  # noqa: E402
 from wandata.media.bucket import fit  # noqa: E402
 from wandata.media.decode import Timeline, grid_frames  # noqa: E402
-from wandata.media.picture import to_bucket  # noqa: E402
+from wandata.media.picture import tiny_rgb, to_bucket  # noqa: E402
 from wandata.settings import Settings  # noqa: E402
 
 CUTS_FILE = Path(__file__).resolve().parent / "data" / "transnetv2_test_cuts.json"
@@ -67,17 +68,22 @@ def music_truth() -> list[tuple[int, int, str]]:
     return [(c - 1, c, "cut") for c in data["cuts"]] + [(a, b, "fade") for a, b, *_ in data["gradual"]]
 
 
-def small_frames(video: Path, sizes: set[tuple[int, int]], buckets) -> tuple[dict, np.ndarray]:
+def small_frames(video: Path, sizes: set[tuple[int, int]], buckets):
+    """The grid's small frames per size, every source frame's tiny copy (48x27, as ClipMaker
+    makes them for the cut rule), the source frame each grid frame shows, the source's rate."""
     import av
     with av.open(str(video)) as c:
         s = c.streams.video[0]
         f = fit(s.codec_context.width, s.codec_context.height, buckets)
+        rate = float(s.average_rate)
     tl = Timeline()
     out: dict = {size: [] for size in sizes}
-    for _, pic in grid_frames(str(video), 16, lambda fr: to_bucket(fr, f, 0), tl):
+    tiny: list = []
+    for _, pic in grid_frames(str(video), 16, lambda fr: to_bucket(fr, f, 0), tl,
+                              lambda fr: tiny.append(tiny_rgb(fr, f, 0, (48, 27)))):
         for size in sizes:
             out[size].append(pic.small_rgb(*size))
-    return {k: np.stack(v) for k, v in out.items()}, np.asarray(tl.grid_src)
+    return {k: np.stack(v) for k, v in out.items()}, np.stack(tiny), np.asarray(tl.grid_src), rate
 
 
 def runs(mask: np.ndarray) -> list[tuple[int, int]]:
@@ -153,7 +159,7 @@ def main() -> None:
         if mv is not None:
             videos.append(("music video", mv, music_truth(), ((832, 480), (480, 832)), 0.1))
         for label, video, truth, buckets, min_scale in videos:
-            small, grid_src = small_frames(video, sizes, buckets)
+            small, tiny, grid_src, rate = small_frames(video, sizes, buckets)
             for name, det in dets.items():
                 t = time.perf_counter()
                 if hasattr(det, "preload"):
@@ -161,7 +167,7 @@ def main() -> None:
                 load = time.perf_counter() - t
                 frames = small[tuple(det.size)]
                 t = time.perf_counter()
-                mask = transitions(det, frames)
+                mask = transitions(det, frames, tiny, grid_src, rate)
                 run = time.perf_counter() - t
                 kept, bad = dirty_clips(video, name, truth, buckets, min_scale)
                 rows.append({"video": label, "detector": name, "grid_frames": len(frames),

@@ -10,11 +10,11 @@ from wandata.detect.cascade import CascadeDetector
 from wandata.media.decode import Timeline, grid_frames
 from wandata.detect.adaptive import AdaptiveDetector
 from wandata.detect import registry
-from wandata.detect.base import NoDetector, transitions
+from wandata.detect.base import NoDetector, TwoRate, transitions
 from wandata.detect.registry import make_detector
 from wandata.detect.tracker import ShotTracker
 from wandata.detect.transnet import TransNetV2Detector
-from wandata.media.picture import to_bucket
+from wandata.media.picture import tiny_rgb, to_bucket
 
 from .conftest import SAMPLE
 
@@ -24,19 +24,33 @@ def montage():
     """The sample montage's grid frames as the detectors see them, with ground truth."""
     f = fit(1280, 720, ((832, 480),))
     tl = Timeline()
+    tiny = []
     small = [pic.small_rgb(48, 27)
-             for _, pic in grid_frames(str(SAMPLE / "montage_24fps.mp4"), 16, lambda fr: to_bucket(fr, f, 0), tl)]
+             for _, pic in grid_frames(str(SAMPLE / "montage_24fps.mp4"), 16, lambda fr: to_bucket(fr, f, 0), tl,
+                                       lambda fr: tiny.append(tiny_rgb(fr, f, 0, (48, 27))))]
     truth = json.loads((SAMPLE / "ground_truth.json").read_text())["montage_24fps.mp4"]
-    return np.stack(small), np.asarray(tl.grid_src), truth
+    return np.stack(small), np.asarray(tl.grid_src), truth, np.stack(tiny)
 
 
-def _stream_in_pieces(detector, small, seed=0):
+def _all(detector, montage):
+    small, grid_src, _, tiny = montage
+    return transitions(detector, small, tiny, grid_src, 24.0)
+
+
+def _stream_in_pieces(detector, montage, seed=0):
+    """Fed as ClipMaker feeds it: each grid piece after the source frames it shows."""
+    small, grid_src, _, tiny = montage
     rng = np.random.default_rng(seed)
-    s, out, i = detector.stream(), [], 0
+    s, out, i, pushed = TwoRate(detector, [], 24.0), [], 0, 0
     while i < len(small):
         k = int(rng.integers(1, 70))
+        s.grid_src.extend(grid_src[i:i + k].tolist())
+        upto = int(grid_src[min(i + k, len(small)) - 1]) + 1
+        s.push_source(tiny[pushed:upto])
+        pushed = upto
         out.append(s.push(small[i:i + k]))
         i += k
+    s.push_source(tiny[pushed:])
     out.append(s.flush())
     return np.concatenate(out).astype(bool)
 
@@ -44,10 +58,9 @@ def _stream_in_pieces(detector, small, seed=0):
 @pytest.mark.parametrize("make", [lambda: TransNetV2Detector(device="cpu"), lambda: CascadeDetector(device="cpu"),
                                   lambda: AdaptiveDetector(16)])
 def test_streaming_in_any_pieces_gives_the_batch_verdict(montage, make):
-    small, _, _ = montage
-    whole = transitions(make(), small)
-    assert len(whole) == len(small)
-    assert np.array_equal(_stream_in_pieces(make(), small), whole)
+    whole = _all(make(), montage)
+    assert len(whole) == len(montage[0])
+    assert np.array_equal(_stream_in_pieces(make(), montage), whole)
 
 
 def _covered(mask, grid_src, truth):
@@ -62,21 +75,19 @@ def _covered(mask, grid_src, truth):
 
 @pytest.mark.parametrize("make", [lambda: TransNetV2Detector(device="cpu"), lambda: CascadeDetector(device="cpu")])
 def test_cuts_and_the_dissolve_are_found(montage, make):
-    small, grid_src, truth = montage
-    _covered(transitions(make(), small), grid_src, truth)
+    _covered(_all(make(), montage), montage[1], montage[2])
 
 
 def test_cascade_runs_the_network_on_a_fraction_of_the_frames(montage):
-    small, _, _ = montage
     det = CascadeDetector(device="cpu")
-    transitions(det, small)
-    assert det.frames_seen == len(small)
-    assert det.frames_judged < 0.5 * len(small)
+    _all(det, montage)
+    assert det.frames_seen == len(montage[0])
+    assert det.frames_judged < 0.5 * len(montage[0])
 
 
 def test_adaptive_finds_the_cuts_but_not_necessarily_the_dissolve(montage):
-    small, grid_src, truth = montage
-    hit = set(grid_src[np.flatnonzero(transitions(AdaptiveDetector(16), small))].tolist())
+    _, grid_src, truth, _ = montage
+    hit = set(grid_src[np.flatnonzero(_all(AdaptiveDetector(16), montage))].tolist())
     for c in truth["cuts"]:
         assert any(abs(h - c) <= 2 for h in hit)
 
@@ -187,3 +198,32 @@ def test_a_third_party_detector_is_a_valid_detector_option_end_to_end(tmp_path):
     assert plan("none") == [[0.0, 12.0625]]
     shots = plan("three-seconds")
     assert len(shots) == 2 and shots[0][1] == 3.0 and shots[1][0] == 3.0625, shots
+
+
+@pytest.mark.parametrize("zoom", [False, True], ids=["cover", "cropped-2x"])
+@pytest.mark.parametrize("rotation", [0, 90])
+def test_tiny_copy_of_every_source_frame_shows_the_buckets_picture(rotation, zoom):
+    """The cut rule's tiny copies (decimated planes, no full-frame scaling) crop as the bucket
+    does, upright, also a bucket that crops deep into the frame (as a border crop does):
+    compared with the bucket picture scaled down the usual way (another crop differs by ~50)."""
+    import dataclasses
+
+    import av
+
+    f = fit(*((720, 1280) if rotation else (1280, 720)), ((832, 480), (480, 832)))
+    if zoom:
+        f = dataclasses.replace(f, scaled_w=f.scaled_w * 2, scaled_h=f.scaled_h * 2,
+                                crop_x=f.crop_x + f.scaled_w // 2, crop_y=f.scaled_h // 2)
+    size = (27, 48) if rotation else (48, 27)
+    diffs = []
+    with av.open(str(SAMPLE / "montage_24fps.mp4")) as c:
+        for i, fr in enumerate(c.decode(video=0)):
+            if i % 10:
+                continue
+            tiny = tiny_rgb(fr, f, rotation, size)
+            ref = to_bucket(fr, f, rotation).small_rgb(*size)
+            assert tiny.shape == ref.shape == (size[1], size[0], 3)
+            diffs.append(np.abs(tiny.astype(np.int16) - ref).mean())
+            if i > 120:
+                break
+    assert max(diffs) < 6, diffs

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tools import synth
-from wandata.detect.base import transitions
+from wandata.detect.base import TwoRate, transitions
 from wandata.detect.cutrule import _changes, _local_level, classify
 from wandata.detect.gradual import GradualRule, TransitionRule
 
@@ -120,11 +120,20 @@ def mixed():
 @pytest.mark.parametrize("rule", [TransitionRule, GradualRule])
 @pytest.mark.parametrize("size", [1, 7, 32])
 def test_streaming_in_pieces_gives_the_whole_array_verdict(mixed, rule, size):
-    whole = transitions(rule(), mixed)
-    assert len(whole) == len(mixed) and whole.any()
-    s, out = rule().stream(), []
-    for i in range(0, len(mixed), size):
-        out.append(s.push(mixed[i:i + size]))
+    """The grid stream and the source-rate cut stream (here the source is every frame, the
+    grid every other one with some shown twice), fed in pieces as ClipMaker feeds them."""
+    grid_src = [i for i in range(0, len(mixed), 2) for _ in range(1 + (i % 14 == 0))]
+    grid = mixed[grid_src]
+    whole = transitions(rule(), grid, mixed, grid_src, 32.0)
+    assert len(whole) == len(grid) and whole.any()
+    s, out, pushed = TwoRate(rule(), [], 32.0), [], 0
+    for i in range(0, len(grid), size):
+        s.grid_src.extend(grid_src[i:i + size])
+        upto = grid_src[min(i + size, len(grid)) - 1] + 1
+        s.push_source(mixed[pushed:upto])
+        pushed = upto
+        out.append(s.push(grid[i:i + size]))
+    s.push_source(mixed[pushed:])
     out.append(s.flush())
     assert np.array_equal(np.concatenate(out), whole)
 

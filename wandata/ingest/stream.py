@@ -1,6 +1,7 @@
 """One pass over a source: decode, detect shots, plan windows and encode clips together.
 
-Frames flow as output-grid pictures (``scan``) into the shot detector; as soon as
+Frames flow as output-grid pictures into the shot detector (and every decoded
+frame, as a tiny copy, into its source-rate cut rule); as soon as
 the detector's verdicts make a window certain (``detect.tracker.ShotTracker`` +
 ``windows.window_starts``), its pictures go to an encoder and are dropped. So every
 source frame is decoded once, only grid frames are scaled, and memory holds a
@@ -23,10 +24,11 @@ from wandata.settings import Settings
 from wandata.ingest.clips import ShortShot, WindowOutcome
 from wandata.ingest.windows import Window, shortfall_reason, window_starts
 from wandata.media.decode import Timeline, grid_frames
+from wandata.detect.base import TwoRate
 from wandata.detect.registry import make_detector
 from wandata.detect.tracker import ShotTracker
 from wandata.media.encode import ClipWriter, Encoder
-from wandata.media.picture import colour_args, to_bucket
+from wandata.media.picture import colour_args, tiny_rgb, to_bucket
 from wandata.media.verify import check
 
 DETECT_BATCH = 32          # grid frames handed to the detector at once
@@ -44,9 +46,12 @@ class Result:
 class ClipMaker:
     def __init__(self, path: str, settings: Settings, fit: Fit, rotation: int,
                  clip_path: Callable[[Window], Path], on_frame: Callable[[], None] | None = None,
-                 encode: bool = True):
-        """``encode=False``: a dry run; windows are planned and scored, nothing is written."""
+                 encode: bool = True, source_fps: float = 0.0):
+        """``encode=False``: a dry run; windows are planned and scored, nothing is written.
+        ``source_fps``: the source's frame rate (the probe's), which the cut rule's flash test
+        counts in."""
         self.path, self.s, self.fit, self.rotation = path, settings, fit, rotation
+        self.source_fps = source_fps or settings.fps
         self.clip_path, self.on_frame, self.encode = clip_path, on_frame, encode
         self.detector = make_detector(settings.detector, settings.threshold, settings.device, settings.fps)
         if hasattr(self.detector, "preload"):
@@ -61,19 +66,33 @@ class ClipMaker:
         self.result = Result(Timeline())
 
     def run(self) -> Result:
-        det = self.detector.stream()
+        tl = self.result.timeline
+        det = TwoRate(self.detector, tl.grid_src, self.source_fps)
+        source_size = getattr(self.detector, "source_size", self.detector.size)
         small: list[np.ndarray] = []
+        tiny: list[np.ndarray] = []
+
+        def each(frame) -> None:
+            if det.source is not None:
+                tiny.append(tiny_rgb(frame, self.fit, self.rotation, source_size))
+
+        def push() -> None:
+            if tiny:
+                det.push_source(np.stack(tiny))
+                tiny.clear()
+            if small:
+                self._feed(det.push(np.stack(small)))
+                small.clear()
+
         try:
-            for j, pic in grid_frames(self.path, self.s.fps, self._convert, self.result.timeline):
+            for j, pic in grid_frames(self.path, self.s.fps, self._convert, tl, each):
                 self.pictures[j] = pic
                 small.append(pic.small_rgb(*self.detector.size))
                 if len(small) >= DETECT_BATCH:
-                    self._feed(det.push(np.stack(small)))
-                    small = []
+                    push()
                 if self.on_frame:
                     self.on_frame()
-            if small:
-                self._feed(det.push(np.stack(small)))
+            push()
             self._feed(det.flush())
             for shot in self.tracker.finish():
                 self._close(shot)

@@ -53,8 +53,11 @@ class Timeline:
 
 
 def grid_frames(path: str, fps: float, convert: Callable[[av.VideoFrame], object],
-                timeline: Timeline) -> Iterator[tuple[int, object]]:
-    """Yield ``(grid index, convert(frame))`` for every grid instant, in order."""
+                timeline: Timeline, each: Callable[[av.VideoFrame], None] | None = None
+                ) -> Iterator[tuple[int, object]]:
+    """Yield ``(grid index, convert(frame))`` for every grid instant, in order. ``each`` sees
+    every decoded source frame (source index ``len(timeline.times) - 1``), before any grid
+    instant that shows it is yielded."""
     prev = None  # (frame, time) waiting for its successor's time to know what it covers
     origin = None
     with av.open(path, metadata_errors="ignore") as container:
@@ -74,6 +77,8 @@ def grid_frames(path: str, fps: float, convert: Callable[[av.VideoFrame], object
                 if prev is not None:
                     yield from _emit(prev, grid_start(t, origin, fps), convert, timeline)
                 timeline.times.append(t)
+                if each is not None:
+                    each(frame)
                 prev = frame
         except av.error.FFmpegError as e:
             timeline.decode_error = str(e)  # a damaged tail: keep what decoded
