@@ -20,7 +20,8 @@ LAYERS = [
     {"wandata.quality"},
     {"wandata.engine"},
     {"wandata.ingest"},
-    {"wandata.caption", "wandata.export", "wandata.report"},
+    {"wandata.caption", "wandata.export", "wandata.report", "wandata.review",
+     "wandata.lora"},
     {"wandata.train"},
     {"wandata.cli", "wandata.__main__"},
 ]

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from wandata.confine import OUTSIDE_ROOT, OutsideRoot, inside
+from wandata.dataset import review
 from wandata.dataset.records import KEPT, ClipRecord
 from wandata.caption.base import Captioner, CaptionerError, ClipInput, Result
 from wandata.caption.template import check, known_fields, render
@@ -41,12 +42,18 @@ class CaptionSummary:
 
 def clips_to_caption(manifest: Manifest, recaption: bool = False,
                      clip_ids: set[str] | None = None) -> tuple[list[ClipRecord], int]:
-    """Kept clips with a file, minus those already captioned unless ``recaption``."""
+    """Kept clips with a file, minus those already captioned unless ``recaption``. A clip
+    rejected in ``wandata review`` is not captioned, and one whose caption a person wrote there
+    is never recaptioned (skipped)."""
     todo, skipped = [], 0
+    decisions = review.fold(review.read(manifest.dir).entries)
     for c in manifest.all_clips():
         if c.status != KEPT or not c.path or (clip_ids is not None and c.clip_id not in clip_ids):
             continue
-        if c.caption and not recaption:
+        r = review.resolve(c, decisions.get(c.clip_id))
+        if r.rejected:
+            continue
+        if (c.caption and not recaption) or r.edited:
             skipped += 1
         else:
             todo.append(c)
@@ -136,5 +143,6 @@ def _run_batch(captioner: Captioner, items: list[ClipInput]) -> list[Result]:
 
 def report(manifest: Manifest, token_counter: TokenCounter | None = None) -> TokenReport:
     """Token counts over every kept clip's current caption."""
-    caps = {c.clip_id: c.caption for c in manifest.all_clips() if c.status == KEPT and c.caption}
+    caps = {c.clip_id: c.caption for c in review.reviewed(manifest.dir, manifest.all_clips())
+            if c.status == KEPT and c.caption}
     return token_report(caps, token_counter or TokenCounter())

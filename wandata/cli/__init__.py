@@ -1,7 +1,8 @@
 """The ``wandata`` command: a thin shell over the library (parse, call, print).
 
 One module per area: ``ingest`` (ingest, plan = ingest --dry-run, config), ``caption``
-(caption, captions), ``export`` (export, check), ``train`` (train, validate), ``report``.
+(caption, captions), ``export`` (export, check), ``train`` (train, validate), ``report``, ``review``,
+``lora`` (lora convert).
 ``options`` holds what they share. The same idea has one spelling in every command:
 ``-d/--dataset`` for the dataset, ``-o/--output`` for what the command writes.
 """
@@ -13,7 +14,9 @@ from wandata import __version__
 from wandata.cli.caption import caption, captions
 from wandata.cli.export import check, export
 from wandata.cli.ingest import config, ingest, plan
+from wandata.cli.lora import lora
 from wandata.cli.report import report
+from wandata.cli.review import review
 from wandata.cli.train import train, validate
 
 
@@ -23,7 +26,7 @@ def main():
     """Turn raw videos into a Wan video-diffusion training set."""
 
 
-for _command in (ingest, plan, config, caption, captions, export, check, train, validate, report):
+for _command in (ingest, plan, config, caption, captions, export, check, train, validate, report, review, lora):
     main.add_command(_command)
 
 

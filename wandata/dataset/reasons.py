@@ -116,6 +116,10 @@ class Reason(str, Enum):
                       "duplicate: perceptual-hash distance {distance} <= max_duplicate_distance {bound} to "
                       "{twin}, which is kept (to keep both lower max_duplicate_distance or remove "
                       '"duplicate" from filters)')
+    rejected_in_review = ("rejected_in_review", DROP, CLIP, "rejected in review",
+                          "a person rejected the clip in `wandata review` (the note, if any, follows)",
+                          "open `wandata review` and keep it, or undo the decision",
+                          "rejected in review{note}")
     verify_failed = ("verify_failed", FAILURE, CLIP, "verify failed",
                      "the written clip did not decode to exactly N frames of WxH at a constant rate",
                      "run the same command again; if it fails again, report it with this file",

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from wandata.confine import is_inside
+from wandata.dataset import review
 from wandata.dataset.manifest import MANIFEST_NAME, Manifest
 from wandata.dataset.records import KEPT, ClipRecord
 from wandata.export import registry
@@ -49,14 +50,14 @@ class Target:
 
 def _manifest_rows(dataset: Path) -> list[Row]:
     return [Row(f"{MANIFEST_NAME} clip {c.clip_id}", c.path, c.caption, False, "manifest")
-            for c in Manifest(dataset).all_clips() if c.status == KEPT]
+            for c in review.reviewed(dataset, Manifest(dataset).all_clips()) if c.status == KEPT]
 
 
 def _records(dataset: Path) -> dict[str, ClipRecord]:
     if not (dataset / MANIFEST_NAME).exists():
         return {}
     out = {}
-    for c in Manifest(dataset).all_clips():
+    for c in review.reviewed(dataset, Manifest(dataset).all_clips()):
         if c.status == KEPT and c.path and is_inside(dataset, c.path):
             out[str((dataset / c.path).resolve())] = c
             out.setdefault(Path(c.path).name, c)   # hard-linked copies (diffusion-pipe export)

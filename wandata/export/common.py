@@ -19,6 +19,7 @@ import tomli_w
 from wandata import __version__
 from wandata import atomic
 from wandata.confine import OUTSIDE_ROOT, OutsideRoot, inside
+from wandata.dataset import review
 from wandata.dataset.manifest import Manifest
 from wandata.dataset.records import KEPT, ClipRecord
 
@@ -88,7 +89,8 @@ def csv_hazard(text: str) -> str:
 
 def collect(dataset_dir: Path, fallback_caption: str | None = None,
             refused: list[dict] | None = None) -> list[Item]:
-    """The kept clips of the dataset with their prompts, in manifest order.
+    """The kept clips of the dataset with their prompts, in manifest order, as reviewed
+    (``dataset.review``: a clip rejected in review is not kept, an edited caption wins).
 
     A clip whose manifest path leads outside the dataset (``../x``, an absolute path, a
     link pointing out) is left out and appended to ``refused``; the others go on.
@@ -100,7 +102,7 @@ def collect(dataset_dir: Path, fallback_caption: str | None = None,
         raise ExportError(f"no manifest at {manifest.path}: run `wandata ingest SOURCES -d {dataset_dir}` first, "
                           "or point --dataset at a wandata dataset directory")
     kept, files = [], {}
-    for c in manifest.all_clips():
+    for c in review.reviewed(dataset_dir, manifest.all_clips()):   # decisions of `wandata review`
         if c.status != KEPT:
             continue
         if c.path:

@@ -25,7 +25,7 @@ import numpy as np
 
 from wandata import atomic
 from wandata.confine import OUTSIDE_ROOT, OutsideRoot, inside
-from wandata.dataset import reasons, totals
+from wandata.dataset import reasons, review, totals
 from wandata.dataset.manifest import Manifest
 from wandata.dataset.records import KEPT, ClipRecord
 
@@ -115,7 +115,7 @@ def _card(dataset: Path, c: ClipRecord) -> str:
 def build(dataset: Path) -> str:
     dataset = Path(dataset)
     m = Manifest(dataset)
-    clips = m.all_clips()
+    clips = review.reviewed(dataset, m.all_clips())   # decisions of `wandata review`
     kept = [c for c in clips if c.status == KEPT]
     parts = [f"<h1>wandata dataset: {e(dataset.resolve())}</h1>", _totals(m, clips),
              _charts(m, clips),

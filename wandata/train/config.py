@@ -186,6 +186,18 @@ def find_settings(dataset: Path | None, settings: Path | None) -> Path:
     return path
 
 
+def _check_review(settings_path: Path, s: dict) -> None:
+    """The trainer reads the export, not the manifest: decisions taken in `wandata review`
+    after the export would be ignored (a rejected clip trained on), so refuse until re-exported."""
+    from wandata.dataset.review import JOURNAL_NAME
+
+    journal = Path(s.get("dataset_base_path") or ".") / JOURNAL_NAME
+    if journal.is_file() and journal.stat().st_mtime_ns > settings_path.stat().st_mtime_ns:
+        raise ConfigError(f"{journal} holds review decisions made after the export {settings_path} was "
+                          "written, and training reads the export: re-run `wandata export` so that it "
+                          "carries them")
+
+
 def resolve(*, dataset: Path | None = None, settings: Path | None = None, phase: int = 1, task: str = "t2v",
             model: str | None = None, model_dir: Path | None = None, files: dict[str, str | None] | None = None,
             models_root: str | None = None, output_dir: Path | None = None, cache_dir: Path | None = None,
@@ -199,6 +211,7 @@ def resolve(*, dataset: Path | None = None, settings: Path | None = None, phase:
         s = read_settings(settings_path)
     except ExportError as e:
         raise ConfigError(str(e)) from None
+    _check_review(settings_path, s)
     if s.get("format") not in ("csv", "json", "jsonl"):
         raise ConfigError(f"{settings_path} describes a {s.get('format')} export; the trainer reads DiffSynth "
                           f"metadata: run `wandata export -f jsonl`")

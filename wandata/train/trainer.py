@@ -8,7 +8,8 @@
    uses the clip an epoch permutation assigns it and a seed derived from (seed, s, r),
    so a resumed run, or one without the cache, draws the same timesteps and noise.
 3. Checkpoints every ``save_every`` steps and at the end: ``step-N.safetensors``
-   (LoRA weights only, keys DiffSynth's ``load_lora`` reads) and the optimizer state
+   (LoRA weights only, keys DiffSynth's ``load_lora`` reads), the same weights in ComfyUI's
+   layout (``step-N.comfyui.safetensors``, see wandata.lora) and the optimizer state
    for resuming (``step-N.state.safetensors``; DeepSpeed: accelerate's folder
    ``step-N.state/``). ``loss.csv`` gets one row per step.
 """
@@ -30,6 +31,9 @@ import torch
 
 from diffsynth.diffusion import ModelLogger
 
+from wandata.lora.convert import FORMAT as LORA_FORMAT
+from wandata.lora.convert import convert_state_dict, default_output, output_metadata
+from wandata.lora.convert import save as save_lora
 from wandata.train import __version__
 from wandata.train import cache as C
 from wandata.train import data as D
@@ -37,7 +41,6 @@ from wandata.train import models as M
 from wandata.train.config import TrainConfig
 from wandata.train.module import ENCODER_ROLES, LORA_PREFIX, WanLoRAModule, load_pipeline, resolve_files
 
-LORA_FORMAT = "wandata.lora/1"
 STATE_FORMAT = "wandata.train-state/1"
 CKPT_RE = re.compile(r"^step-(\d+)\.safetensors$")
 KEEP_STATES = 2   # optimizer states kept for resuming (LoRA checkpoints are all kept)
@@ -225,6 +228,11 @@ class RunLogger(ModelLogger):
             _readable(tmp)
             os.replace(tmp, path)
             self.saved.append(str(path))
+            # The same weights in ComfyUI's key layout beside it (docs/lora.md), named as
+            # `wandata lora convert step-N.safetensors --to comfyui` would name it.
+            comfy, summary = convert_state_dict(lora, "comfyui")
+            save_lora(default_output(path, "comfyui"), comfy, output_metadata(
+                lora_metadata(self.cfg, step), summary["layout_in"], "comfyui"))
         extra = {"seed": self.cfg.seed, "world_size": accelerator.num_processes}
         if accelerator.num_processes > 1 or getattr(accelerator.state, "deepspeed_plugin", None) is not None:
             kwargs = {"exclude_frozen_parameters": True} if getattr(accelerator.state, "deepspeed_plugin", None) else {}
