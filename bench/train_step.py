@@ -29,6 +29,28 @@ is done, so a run stopped at its time limit keeps what it measured. Each line ca
     python bench/train_step.py --tiny --device cpu          # smoke run, seconds
     python bench/train_step.py --sweep --json-lines sweep.jsonl --deadline 480
     python bench/train_step.py --sweep --tiny --device cpu --json-lines /tmp/s.jsonl   # smoke run
+
+``--compare`` (issue 16) times, in one process on the same GPU, the cached step three ways:
+(a) ``diffsynth``: DiffSynth 2.1.12's own example training path: a ``DiffusionTrainingModule``
+built as ``examples/wanvideo/model_training/train.py`` builds it (``switch_pipe_to_training_mode``
+with task ``sft:train``, ``split_pipeline_units``, ``FlowMatchSFTLoss``, gradient checkpointing on)
+and trained by DiffSynth's ``launch_training_task`` (AdamW, ConstantLR, its DataLoader over the
+cached inputs); (b) ``off``: wandata with ``levers = none``; (c) ``auto``: wandata with the
+levers chosen at run time (``wandata.train.levers``). Each reads the same synthetic cached
+inputs from a safetensors cache on disk. Reported: seconds per step (the mean over the timed
+steps, one GPU sync at each end of the window, so that a lever that removes a per-step host
+sync shows), the first step apart (it holds the compile), peak GiB, MFU = model FLOPs
+(``wandata.train.estimate.work`` without recompute: linear + attention) / s per step /
+989e12 (H200 SXM dense bf16 peak, the datasheet's). One JSON line per mode as it finishes.
+
+``--loss-curve N`` trains N steps with levers off and with levers auto on the same fixed
+synthetic dataset (4 cached clips), the same LoRA init, seed, timesteps and noise, and writes
+both loss lists (``--json``); ``bench/plot_loss.py`` draws them.
+
+    python bench/train_step.py --compare --json-lines cmp.jsonl                  # 1.3B: a, b, c
+    python bench/train_step.py --compare --model 14B --modes auto --json-lines cmp.jsonl
+    python bench/train_step.py --loss-curve 150 --frames 17 --json loss.json
+    python bench/train_step.py --compare --tiny --device cpu                     # smoke run
 """
 from __future__ import annotations
 
@@ -168,9 +190,18 @@ def main(argv=None) -> int:
     ap.add_argument("--deadline", type=float, default=540.0,
                     help="sweep: start no configuration after this many seconds")
     ap.add_argument("--only", help="sweep: comma-separated indexes into SWEEP")
+    ap.add_argument("--compare", action="store_true", help="DiffSynth's path vs wandata levers off vs auto")
+    ap.add_argument("--modes", default="diffsynth,off,auto", help="compare: which of diffsynth,off,auto")
+    ap.add_argument("--loss-curve", type=int, metavar="N", help="N steps levers off vs auto; losses to --json")
+    ap.add_argument("--peak-tflops", type=float, default=989.0,
+                    help="dense bf16 peak for MFU (default: H200 SXM's datasheet figure)")
     args = ap.parse_args(argv)
     if args.sweep:
         return sweep(args)
+    if args.compare:
+        return compare(args)
+    if args.loss_curve:
+        return loss_curve(args)
     if args.phase2:
         args.model = args.model or "14B"
         return phase2(args)
@@ -492,6 +523,333 @@ def sweep(args) -> int:
         print(f"{r['model'][:18]:<18}{r['frames']:>4}x{r['height']}x{r['width']:<5}{r['lora_rank']:>6}"
               f"{'on' if r['gradient_checkpointing'] else 'off':>6}{s_:>10}{p_:>10}  {r['role']}")
     return 0
+
+
+# --- issue 16: DiffSynth's path vs wandata's levers ----------------------------------------------
+
+def _shape(args):
+    """(model name, DiT kwargs, frames, height, width, rank, text_dim) of the run."""
+    if args.tiny:
+        from tools.tiny_wan import TINY_DIT
+        f, h, w = (args.frames, args.height, args.width)
+        if (f, h, w) in ((81, 480, 832), (17, 480, 832), (33, 480, 832)):
+            f, h, w = 5, 32, 32
+        return "Wan2.1-T2V-1.3B", TINY_DIT, f, h, w, min(args.rank, 8), TINY_DIT["text_dim"]
+    name, kwargs = DITS[args.model or "1.3B"]
+    return name, kwargs, args.frames, args.height, args.width, args.rank, 4096
+
+
+def _build_pipe(kwargs, device, dtype):
+    from diffsynth.models.wan_video_dit import WanModel
+    from diffsynth.pipelines.wan_video import WanVideoPipeline
+
+    pipe = WanVideoPipeline(device=device, torch_dtype=dtype)
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        torch.manual_seed(0)   # the same random DiT for every mode
+        with torch.device(device):
+            pipe.dit = WanModel(**kwargs)
+    finally:
+        torch.set_default_dtype(old)
+    return pipe
+
+
+def _write_cache(folder: Path, n: int, frames, height, width, text_dim) -> tuple:
+    """``n`` synthetic clips (latents, context) in a wandata encode cache on disk, as ``encode`` leaves them."""
+    from wandata.train import cache as C
+
+    cache = C.EncodeCache(folder)
+    keys = []
+    for k in range(n):
+        g = torch.Generator().manual_seed(1000 + k)
+        lat = torch.randn(1, 16, (frames - 1) // 4 + 1, height // 8, width // 8, generator=g).to(torch.bfloat16)
+        ctx = torch.randn(1, 512, text_dim, generator=g).to(torch.bfloat16)
+        shared = {"height": height, "width": width, "num_frames": frames, "cfg_scale": 1, "cfg_merge": False,
+                  "tiled": False, "vace_scale": 1, "seed": 0, "rand_device": "cpu", "input_latents": lat}
+        key = f"{k:032x}"
+        cache.put(key, (shared, {"prompt": PROMPT, "context": ctx}, {}))
+        keys.append(key)
+    return cache, keys
+
+
+def _mfu(model, frames, height, width, rank, s_per_step, peak_tflops):
+    from wandata.train import estimate as E
+    if model not in E.ARCH or not s_per_step:
+        return None, None
+    w = E.work(E.Spec(model=model, frames=frames, height=height, width=width, rank=rank, gc=False))
+    flops = w["linear"] + w["attention"]
+    return flops, flops / s_per_step / (peak_tflops * 1e12)
+
+
+class _Marks:
+    """Timestamps of step ends; a GPU sync only where a timed window opens or closes."""
+
+    def __init__(self, device, warm: int, n: int):
+        self.device, self.warm, self.n = device, warm, n
+        self.done, self.t = 0, {}
+        sync(device)
+        self.t[0] = time.perf_counter()
+
+    def step(self):
+        self.done += 1
+        if self.done in (1, 1 + self.warm, 1 + self.warm + self.n):
+            sync(self.device)
+            self.t[self.done] = time.perf_counter()
+
+    def result(self) -> dict:
+        t = self.t
+        first = t[1] - t[0] if 1 in t else None
+        end = 1 + self.warm + self.n
+        s = (t[end] - t[1 + self.warm]) / self.n if end in t and (1 + self.warm) in t else None
+        return {"first_step_s": round(first, 3) if first else None, "s_per_step": s}
+
+
+def _diffsynth_mode(args, pipe, cache, keys, accelerator, steps_total, marks, cfg_shape):
+    """(a) DiffSynth's example path: its training module recipe and its own training loop."""
+    from diffsynth.diffusion import DiffusionTrainingModule, FlowMatchSFTLoss, ModelLogger
+    from diffsynth.diffusion.runner import launch_training_task
+
+    from wandata.train.config import DEFAULT_TARGETS
+
+    class WanTrainingModule(DiffusionTrainingModule):
+        # examples/wanvideo/model_training/train.py (DiffSynth 2.x), task sft:train (from its cache)
+        def __init__(self, pipe):
+            super().__init__()
+            self.pipe = self.split_pipeline_units("sft:train", pipe, None, "dit")
+            self.switch_pipe_to_training_mode(self.pipe, None, lora_base_model="dit",
+                                              lora_target_modules=DEFAULT_TARGETS, lora_rank=cfg_shape["rank"],
+                                              task="sft:train")
+
+        def forward(self, data, inputs=None):
+            shared, posi, nega = self.transfer_data_to_device(inputs, self.pipe.device, self.pipe.torch_dtype)
+            shared = dict(shared, use_gradient_checkpointing=True, use_gradient_checkpointing_offload=False,
+                          max_timestep_boundary=1.0, min_timestep_boundary=0.0)
+            inputs = (shared, posi, nega)
+            for unit in self.pipe.units:
+                inputs = self.pipe.unit_runner(unit, self.pipe, *inputs)
+            return FlowMatchSFTLoss(self.pipe, **inputs[0], **inputs[1])
+
+    class Data(torch.utils.data.Dataset):
+        load_from_cache = True
+
+        def __len__(self):
+            return steps_total
+
+        def __getitem__(self, i):
+            return cache.get(keys[i % len(keys)])
+
+    class Timing(ModelLogger):
+        def on_step_end(self, accelerator, model, save_steps=None, **kwargs):
+            marks.step()
+
+        def on_epoch_end(self, *a, **k):   # no checkpoint file: not part of a step
+            pass
+
+        def on_training_end(self, *a, **k):
+            pass
+
+    torch.manual_seed(0)
+    model = WanTrainingModule(pipe)
+    launch_training_task(accelerator, Data(), model, Timing(tempfile.mkdtemp(prefix="ds-")), learning_rate=1e-4,
+                         weight_decay=1e-2, num_workers=0, save_steps=None, num_epochs=1)
+    return {"levers": "DiffSynth 2.1.12 example path (launch_training_task, gradient checkpointing on, "
+                      "torch AdamW, default SDPA)"}, model
+
+
+def _wandata_loop(args, pipe, cache, keys, accelerator, levers_mode, steps_total, cfg_shape, marks=None,
+                  order=None, log_losses=False):
+    """(b)/(c): wandata's step (``trainer.train_step``) with the levers of ``levers_mode``."""
+    from wandata.train import levers as L
+    from wandata.train.config import DEFAULT_TARGETS, TrainConfig
+    from wandata.train.module import DTYPES, WanLoRAModule
+    from wandata.train.trainer import step_seed, train_step
+
+    device = args.device
+    cfg = TrainConfig(model=cfg_shape["model"], dtype="bf16" if str(device).startswith("cuda") else "fp32",
+                      lora_rank=cfg_shape["rank"], lora_targets=DEFAULT_TARGETS, num_frames=cfg_shape["frames"],
+                      height=cfg_shape["height"], width=cfg_shape["width"], gradient_checkpointing=True,
+                      levers=levers_mode, steps=steps_total)
+    torch.manual_seed(0)   # the LoRA's initial weights
+    module = WanLoRAModule(pipe, cfg)
+    module.to(device)
+    lv = L.resolve(cfg, device)
+    L.announce(lv)
+    L.apply(module, lv)
+    params = list(module.trainable_modules())
+    optimizer = L.make_optimizer(params, lv, 1e-4, 1e-2)
+    module, optimizer = accelerator.prepare(module, optimizer)
+    order = order or (lambda s: s % len(keys))
+    load = lambda s: cache.get(keys[order(s)])   # noqa: E731
+    dtype = DTYPES[cfg.dtype]
+    if lv.prefetch:
+        pre = L.Prefetcher(range(steps_total), load)
+        items = ((s, L.to_device(got, device, dtype, non_blocking=True)) for s, got in pre)
+    else:
+        pre, items = None, ((s, load(s)) for s in range(steps_total))
+    log = L.LossLog(lv.lazy_loss)
+    losses = []
+    module.train()
+    try:
+        with L.context(lv):
+            for s, inputs in items:
+                torch.manual_seed(step_seed(0, s, 0, 1))
+                loss = train_step(accelerator, module, optimizer, params, cfg, inputs=inputs)
+                losses += [v for _, v, _ in log.add(s, loss)]
+                if marks:
+                    marks.step()
+            losses += [v for _, v, _ in log.flush()]
+    finally:
+        if pre:
+            pre.close()
+    return {"levers": lv.to_dict(), "losses": losses if log_losses else None}, module
+
+
+def compare(args) -> int:
+    from accelerate import Accelerator
+
+    device = args.device
+    cuda = str(device).startswith("cuda")
+    dtype = torch.bfloat16 if cuda else torch.float32
+    model, kwargs, frames, height, width, rank, text_dim = _shape(args)
+    shape = {"model": model, "frames": frames, "height": height, "width": width, "rank": rank}
+    accelerator = Accelerator(cpu=not cuda)
+    tmp = tempfile.TemporaryDirectory(prefix="wandata-cmp-")
+    cache, keys = _write_cache(Path(tmp.name) / "cache", 2, frames, height, width, text_dim)
+    common = {"gpu": torch.cuda.get_device_name() if cuda else "cpu", "torch": torch.__version__,
+              "diffsynth": _pkg_version("diffsynth"), "attention_libs": attention_impl(),
+              "dtype": "bf16" if cuda else "fp32", "model": model if not args.tiny else "tiny random Wan DiT",
+              "frames": frames, "height": height, "width": width, "lora_rank": rank,
+              "warmup_steps": args.warmup, "steps_timed": args.steps, "peak_tflops": args.peak_tflops,
+              "date": _dt.date.today().isoformat(),
+              "source": "bench/train_step.py --compare (DiT built in memory, random weights, synthetic cached inputs "
+                        "read from a safetensors cache)"}
+    total = 1 + args.warmup + args.steps
+    start = time.perf_counter()
+    rows = []
+    for mode in [m.strip() for m in args.modes.split(",") if m.strip()]:
+        if mode not in ("diffsynth", "off", "auto"):
+            log(f"unknown mode {mode!r} (diffsynth, off, auto)")
+            return 2
+        if time.perf_counter() - start > args.deadline:
+            log(f"deadline: skipping {mode}")
+            continue
+        reset_peak(device)
+        t = time.perf_counter()
+        pipe = _build_pipe(kwargs, device, dtype)
+        build_s = time.perf_counter() - t
+        reset_peak(device)
+        marks = _Marks(device, args.warmup, args.steps)
+        row = dict(common, mode=mode, build_s=round(build_s, 1))
+        module = None
+        try:
+            if mode == "diffsynth":
+                info, module = _diffsynth_mode(args, pipe, cache, keys, accelerator, total, marks, shape)
+            else:
+                info, module = _wandata_loop(args, pipe, cache, keys, accelerator, "none" if mode == "off" else "auto",
+                                             total, shape, marks)
+            row.update(info, **marks.result(), peak_gib=peak_gib(device))
+            flops, mfu = _mfu(model, frames, height, width, rank, row["s_per_step"], args.peak_tflops)
+            row.update(model_tflop_per_step=round(flops / 1e12, 1) if flops else None,
+                       mfu=round(mfu, 4) if mfu and not args.tiny else None)
+        except torch.cuda.OutOfMemoryError as e:
+            row.update(error=f"out of memory: {str(e).splitlines()[0]}")
+        except Exception as e:   # one mode failing must not lose the others' figures
+            import traceback
+            traceback.print_exc()
+            row.update(error=f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+        finally:
+            accelerator.free_memory()
+            if module is not None:
+                from wandata.train import levers as L
+                if hasattr(module, "pipe"):
+                    L.unapply(module)
+            del module, pipe
+            reset_peak(device)
+        row.pop("losses", None)
+        rows.append(row)
+        log(f"{mode}: {row.get('s_per_step', row.get('error'))} s/step, peak {row.get('peak_gib')} GiB, "
+            f"first step {row.get('first_step_s')} s, MFU {row.get('mfu')} ({time.perf_counter() - start:.0f} s so far)")
+        _append(args.json_lines, row)
+    print(f"\n{common['model']} {frames}x{height}x{width} rank {rank}, {common['gpu']}, torch {common['torch']}, "
+          f"diffsynth {common['diffsynth']}; MFU against {args.peak_tflops:.0f} TFLOP/s dense bf16")
+    print(f"{'path':<34}{'s/step':>9}{'first step':>12}{'peak GiB':>10}{'MFU':>8}{'vs DiffSynth':>14}")
+    base = next((r.get("s_per_step") for r in rows if r["mode"] == "diffsynth"), None)
+    names = {"diffsynth": "(a) DiffSynth example path", "off": "(b) wandata, levers none",
+             "auto": "(c) wandata, levers auto"}
+    for r in rows:
+        sps = r.get("s_per_step")
+        f = lambda v, spec: "-" if v is None else format(v, spec)   # noqa: E731
+        print(f"{names[r['mode']]:<34}{f(sps, '.3f'):>9}{f(r.get('first_step_s'), '.1f'):>12}"
+              f"{f(r.get('peak_gib'), '.1f'):>10}{(f(100 * r['mfu'], '.1f') + '%') if r.get('mfu') else '-':>8}"
+              f"{(f(base / sps, '.2f') + 'x') if base and sps else '-':>14}" + (f"  {r['error']}" if 'error' in r else ""))
+    tmp.cleanup()
+    return 0
+
+
+def loss_curve(args) -> int:
+    """N steps levers off, then levers auto, on the same 4 synthetic cached clips, seed, timesteps."""
+    from accelerate import Accelerator
+
+    device = args.device
+    cuda = str(device).startswith("cuda")
+    dtype = torch.bfloat16 if cuda else torch.float32
+    model, kwargs, frames, height, width, rank, text_dim = _shape(args)
+    shape = {"model": model, "frames": frames, "height": height, "width": width, "rank": rank}
+    accelerator = Accelerator(cpu=not cuda)
+    tmp = tempfile.TemporaryDirectory(prefix="wandata-loss-")
+    cache, keys = _write_cache(Path(tmp.name) / "cache", 4, frames, height, width, text_dim)
+    out = {"gpu": torch.cuda.get_device_name() if cuda else "cpu", "torch": torch.__version__,
+           "diffsynth": _pkg_version("diffsynth"), "model": model if not args.tiny else "tiny random Wan DiT",
+           "frames": frames, "height": height, "width": width, "lora_rank": rank, "steps": args.loss_curve,
+           "clips": len(keys), "seed": 0, "date": _dt.date.today().isoformat(), "runs": {}}
+    start = time.perf_counter()
+    for mode in ("none", "auto"):
+        if time.perf_counter() - start > args.deadline:
+            log(f"deadline: skipping levers {mode}")
+            continue
+        pipe = _build_pipe(kwargs, device, dtype)
+        reset_peak(device)
+        t = time.perf_counter()
+        info, module = _wandata_loop(args, pipe, cache, keys, accelerator, mode, args.loss_curve, shape,
+                                     log_losses=True)
+        sync(device)
+        info["seconds"] = round(time.perf_counter() - t, 1)
+        info["peak_gib"] = peak_gib(device)
+        out["runs"][mode] = info
+        log(f"levers {mode}: {args.loss_curve} steps in {info['seconds']} s; last losses {info['losses'][-3:]}")
+        accelerator.free_memory()
+        from wandata.train import levers as L
+        L.unapply(module)
+        del module, pipe
+        reset_peak(device)
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(out) + "\n", encoding="utf-8")
+    runs = out["runs"]
+    if "none" in runs and "auto" in runs:
+        a, b = runs["none"]["losses"], runs["auto"]["losses"]
+        diff = [abs(x - y) for x, y in zip(a, b)]
+        out["mean_abs_diff"] = statistics.mean(diff)
+        out["max_abs_diff"] = max(diff)
+        out["mean_loss"] = {"none": statistics.mean(a), "auto": statistics.mean(b)}
+        print(f"loss over {len(a)} steps: mean {out['mean_loss']['none']:.4f} (levers none) vs "
+              f"{out['mean_loss']['auto']:.4f} (auto); per-step |diff| mean {out['mean_abs_diff']:.4g}, "
+              f"max {out['max_abs_diff']:.4g}")
+        if args.json:
+            args.json.write_text(json.dumps(out) + "\n", encoding="utf-8")
+    tmp.cleanup()
+    return 0
+
+
+def _append(path, row) -> None:
+    if not path:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(row) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def _pkg_version(name: str) -> str:

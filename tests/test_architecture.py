@@ -13,13 +13,14 @@ PACKAGE = REPO / "wandata"
 
 # Lower layers first. A module may import from its own layer or a lower one.
 LAYERS = [
-    {"wandata", "wandata.atomic", "wandata.confine", "wandata.plugins", "wandata.settings"},
+    {"wandata", "wandata.atomic", "wandata.confine", "wandata.plugins", "wandata.profiles", "wandata.settings"},
     {"wandata.dataset"},
     {"wandata.media"},
     {"wandata.detect"},
     {"wandata.quality"},
     {"wandata.engine"},
     {"wandata.ingest"},
+    {"wandata.controls"},
     {"wandata.caption", "wandata.export", "wandata.report", "wandata.review",
      "wandata.lora"},
     {"wandata.train"},

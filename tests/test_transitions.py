@@ -174,3 +174,34 @@ def test_a_cut_into_fast_motion_is_a_cut():
     assert d1[at] >= 4 * (level[at] + 1) and d1[at - 1] < 0.5 * d1[at]
     cut, _ = classify(small)
     assert cut[at - 1] and cut[at] and not cut[:at - 1].any()
+
+
+def test_a_cut_the_grid_skips_is_marked_through_the_source_rate_rule():
+    """At 30 fps the grid skips every other frame or so; a cut whose first frame is skipped
+    still marks the grid frames on both sides of it (the rule reads every source frame), also
+    when the shot after it moves fast."""
+    a = synth.Shot("coins", 92, (1.2, 1.2), ((0.3, 0.5), (0.5, 0.5)))
+    b = synth.Shot("chelsea", 40, (1.6, 1.6), ((0.0, 0.2), (1.0, 0.8)))   # a fast pan
+    src = np.stack([_small(np.clip(f, 0, 255).astype(np.uint8))
+                    for f in _shot_frames(a, range(92)) + _shot_frames(b, range(40))])
+    grid_src = _grid(len(src))
+    cut = 92                                  # first frame of b
+    assert cut not in grid_src                # the grid never shows it
+    mask = transitions(TransitionRule(), src[grid_src], src, grid_src, SRC_FPS)
+    j = int(np.searchsorted(grid_src, cut))   # first grid frame of b
+    assert mask[j - 1] and mask[j]
+    assert not mask[:j - 1].any() and not mask[j + 1:].any()
+
+
+def test_a_flash_of_a_few_source_frames_at_60_fps_is_no_cut():
+    """At 60 fps a flash of 6 frames (0.1 s) changes the picture for longer than 4 frames; the
+    rule asks a quarter of a second later (15 frames) and whether the picture of a moment ago is
+    back, so neither the flash nor its end is a cut."""
+    shot = synth.Shot("rocket", 120, (1.0, 1.2), ((0.2, 0.5), (0.8, 0.5)))
+    frames = [np.clip(f, 0, 255) for f in _shot_frames(shot, range(120))]
+    for d, w in enumerate((0.6, 0.9, 0.9, 0.8, 0.7, 0.5)):
+        frames[50 + d] = (1 - w) * frames[50 + d] + w * 255.0
+    src = np.stack([_small(f.astype(np.uint8)) for f in frames])
+    grid_src = np.arange(0, 120, 4)             # the 16 fps grid shows every 4th frame
+    mask = transitions(TransitionRule(), src[grid_src], src, grid_src, 60.0)
+    assert not mask.any(), np.flatnonzero(mask).tolist()

@@ -16,6 +16,8 @@ import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from wandata import profiles
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
@@ -61,7 +63,7 @@ class SettingsError(ValueError):
 
     def __init__(self, message: str, key: str | None = None, from_file: bool = False):
         super().__init__(message)
-        self.key, self.from_file = key, from_file
+        self.key, self.from_file, self.profile = key, from_file, False
 
 
 @dataclass(frozen=True)
@@ -95,15 +97,29 @@ def setting(default, flag: str, help: str, range: Range | None = None, choices: 
     return field(default=default, metadata=meta)
 
 
+_DEFAULT = profiles.get(profiles.DEFAULT)
+
+
 @dataclass(frozen=True)
 class Settings:
+    # The model the clips are for (wandata/profiles.py): it sets frames, fps, buckets and
+    # size_multiple, and the values given must fit it (docs/profiles.md). Not in the
+    # fingerprint: its values are, and two profiles with the same values make the same clips.
+    profile: str = setting(profiles.DEFAULT, "--profile", "Model the clips are for; sets --fps, --frames, "
+                           "--bucket and --size-multiple (`wandata profiles` lists them).",
+                           choices=profiles.NAMES, output=False)
+    allow_profile_mismatch: bool = setting(
+        False, "--allow-profile-mismatch", "Take --fps/--frames/--bucket/--size-multiple values that do "
+        "not fit --profile.", output=False,
+        applies=(lambda s: bool(s.profile_misfits()), "every value fits the profile"))
     # Clip shape. Wan's VAE compresses time 4x after the first frame, so clips are 4k+1 frames.
-    frames: int = setting(81, "--frames", "Frames per clip, 4k+1 (1, 5, ..., 81).")
-    fps: float = setting(16.0, "--fps", "Output frame rate.", Range(0, 120, lo_open=True), why=WAN_FPS)
+    frames: int = setting(_DEFAULT.frames, "--frames", "Frames per clip, 4k+1 up to the profile's "
+                          "length (1, 5, ..., 81; 121 for wan2.2-ti2v-5b).")
+    fps: float = setting(_DEFAULT.fps, "--fps", "Output frame rate.", Range(0, 120, lo_open=True), why=WAN_FPS)
     buckets: tuple[tuple[int, int], ...] = setting(
-        ((832, 480), (480, 832)), "--bucket", "Bucket WIDTHxHEIGHT; repeat for several.")
-    size_multiple: int = setting(16, "--size-multiple", "Bucket sides must be multiples of this; a multiple "
-                                 "of 16 (32 for Wan2.2-TI2V-5B).", Range(16),
+        _DEFAULT.buckets, "--bucket", "Bucket WIDTHxHEIGHT; repeat for several.")
+    size_multiple: int = setting(_DEFAULT.size_multiple, "--size-multiple", "Bucket sides must be multiples of "
+                                 "this; a multiple of 16 (32 for Wan2.2-TI2V-5B).", Range(16),
                                  why="Wan's VAE downsamples 8x and the DiT patches 2x2")
     # Windows per shot.
     mode: str = setting("chunk", "--mode", "Windows per shot: head, chunk or uniform.", choices=MODES)
@@ -198,6 +214,29 @@ class Settings:
             if getattr(self, lo) >= getattr(self, hi):
                 raise SettingsError(f"{lo}={getattr(self, lo):g} must be below {hi}={getattr(self, hi):g}", lo)
 
+    def profile_misfits(self, size_multiple: bool = True) -> list[tuple[str, str]]:
+        """(setting, why) for each clip-shape setting that does not fit the profile
+        (``size_multiple``: whether to check that setting too)."""
+        return profiles.get(self.profile).misfits(self.fps, self.frames, self.buckets,
+                                                  self.size_multiple if size_multiple else None)
+
+    def check_profile(self, size_multiple: bool = True) -> "Settings":
+        """Refuse values that do not fit the profile, unless ``allow_profile_mismatch``. Done where
+        settings come from a user (``load_settings``: flags and TOML files); a ``Settings`` built
+        in Python is taken as given (``Settings.for_profile`` starts from a profile's values)."""
+        if not self.allow_profile_mismatch:
+            for key, why in self.profile_misfits(size_multiple):
+                which = "the default; --profile chooses another" if self.profile == profiles.DEFAULT else "--profile"
+                raise SettingsError(f"{key}={_show(key, getattr(self, key))} does not fit profile {self.profile} "
+                                    f"({which}): {why}; leave it out to take the profile's value, choose a "
+                                    "profile it fits (`wandata profiles`), or pass --allow-profile-mismatch", key)
+        return self
+
+    @classmethod
+    def for_profile(cls, name: str, **changes) -> "Settings":
+        """The settings of a profile (its fps, frames, buckets, size multiple), then ``changes``."""
+        return cls(**{**profiles.values(name), "profile": name, **changes})
+
     def fingerprint(self) -> str:
         d = {k: getattr(self, k) for k in OUTPUT_KEYS}
         return hashlib.sha1(json.dumps(d, sort_keys=True, default=list).encode()).hexdigest()[:12]
@@ -214,6 +253,10 @@ class Settings:
 # Settings that change a clip's pixels or timing; the rest (device, workers) do not.
 OUTPUT_KEYS = tuple(f.name for f in fields(Settings) if f.metadata["output"])
 Settings.OUTPUT_KEYS = OUTPUT_KEYS
+
+
+def _show(key: str, v) -> str:
+    return " ".join(f"{w}x{h}" for w, h in v) if key == "buckets" else f"{v:g}"
 
 
 def _check(f, v) -> None:
@@ -260,7 +303,8 @@ def _coerce(name: str, value):
 
 
 def load_settings(config_path: str | Path | None = None, **overrides) -> Settings:
-    """Defaults, then the TOML file's ``[ingest]`` table (or top level), then overrides.
+    """Defaults, then the chosen profile's values (``profile`` from the overrides, else from
+    the file), then the TOML file's ``[ingest]`` table (or top level), then overrides.
     The file's values are checked on their own first, so an error names the file when the
     bad value is the file's and the setting (the flag) when it is an override's."""
     known = {f.name for f in fields(Settings)}
@@ -281,8 +325,28 @@ def load_settings(config_path: str | Path | None = None, **overrides) -> Setting
                 f"`wandata config show` lists the valid ones")
         try:
             values.update({k: _coerce(k, v) for k, v in data.items()})
-            Settings(**values)
+            _with_profile(values.get("profile"), values)
         except (SettingsError, TypeError, ValueError) as e:
             raise SettingsError(f"config file {path}: {e}", getattr(e, "key", None), from_file=True) from None
-    values.update({k: _coerce(k, v) for k, v in overrides.items() if v is not None})
-    return Settings(**values)
+    given = {k: _coerce(k, v) for k, v in overrides.items() if v is not None}
+    try:
+        return _with_profile(given.get("profile", values.get("profile")), {**values, **given})
+    except SettingsError as e:
+        if e.key in values and e.key not in given and e.profile:  # the file's value, the flag's profile
+            raise SettingsError(f"config file {config_path}: {e}", e.key, from_file=True) from None
+        raise
+
+
+def _with_profile(name, values: dict) -> Settings:
+    """The chosen profile's values (none chosen: the default's, which are the fields' defaults),
+    then ``values``, checked to fit the profile. The fit is checked before the profile's size
+    multiple applies, so a bucket that is no multiple of it is refused as a misfit (naming the
+    profile) rather than by the multiple alone."""
+    base = profiles.values(name) if name in profiles.PROFILES else {}
+    trial = Settings(**{**{k: v for k, v in base.items() if k != "size_multiple"}, **values})
+    try:
+        trial.check_profile(size_multiple="size_multiple" in values)
+    except SettingsError as e:
+        e.profile = True
+        raise
+    return Settings(**{**base, **values})

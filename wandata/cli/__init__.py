@@ -2,7 +2,7 @@
 
 One module per area: ``ingest`` (ingest, plan = ingest --dry-run, config), ``caption``
 (caption, captions), ``export`` (export, check), ``train`` (train, validate), ``report``, ``review``,
-``lora`` (lora convert).
+``lora`` (lora convert), ``profiles``.
 ``options`` holds what they share. The same idea has one spelling in every command:
 ``-d/--dataset`` for the dataset, ``-o/--output`` for what the command writes.
 """
@@ -15,6 +15,7 @@ from wandata.cli.caption import caption, captions
 from wandata.cli.export import check, export
 from wandata.cli.ingest import config, ingest, plan
 from wandata.cli.lora import lora
+from wandata.cli.profiles import profiles
 from wandata.cli.report import report
 from wandata.cli.review import review
 from wandata.cli.train import train, validate
@@ -26,7 +27,7 @@ def main():
     """Turn raw videos into a Wan video-diffusion training set."""
 
 
-for _command in (ingest, plan, config, caption, captions, export, check, train, validate, report, review, lora):
+for _command in (ingest, plan, config, profiles, caption, captions, export, check, train, validate, report, review, lora):
     main.add_command(_command)
 
 

@@ -11,8 +11,18 @@ import click
 from wandata.cli.options import EXIT_ERROR, EXIT_FAILURES, EXIT_OK
 from wandata.cli.options import EXIT_FAILURES as EXIT_PROBLEMS
 from wandata.export import FORMATS, ExportError, available
+from wandata.profiles import NAMES as PROFILE_NAMES
 
 MAX_LISTED = 50  # a refusal over thousands of clips stays readable; --json has them all
+PROFILE_HELP = ("Model profile the clips must fit (fps, frames, sizes; `wandata profiles`); "
+                "recorded in wandata_export.json. Default: the profile the dataset was ingested for.")
+ALLOW_HELP = "Go on (and say so) when the clips do not fit --profile."
+
+
+def _profile(profile, allow_profile_mismatch):
+    if allow_profile_mismatch and not profile:
+        raise click.UsageError("--allow-profile-mismatch has no effect here: no --profile to mismatch")
+    return profile
 
 
 def _fail(message: str, items: list[str], as_json: bool) -> None:
@@ -58,8 +68,18 @@ class FormatChoice(click.Choice):
               help="Hold out about this fraction of clips for validation, whole sources at a time.")
 @click.option("--fallback-caption", metavar="TEXT",
               help="Caption for clips that have none (otherwise they are refused and listed).")
+@click.option("--with", "with_inputs", multiple=True, metavar="INPUT[,INPUT...]",
+              help="Conditioning inputs made from each clip, as extra columns: input_image, end_image, "
+                   "reference_image, vace_reference_image (first/last frame, PNG), control_video:EXTRACTOR, "
+                   "vace_video:EXTRACTOR (canny, depth, or a wandata.controls plugin). Written once into "
+                   "DATASET/conditioning/ and reused (docs/export.md).")
+@click.option("--control-opt", "control_opts", multiple=True, metavar="EXTRACTOR.KEY=VALUE",
+              help="An option of a control extractor, e.g. canny.low=50 or depth.model=PATH; repeat for several.")
+@click.option("--profile", type=click.Choice(PROFILE_NAMES), help=PROFILE_HELP)
+@click.option("--allow-profile-mismatch", is_flag=True, help=ALLOW_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def export(dataset, fmt, out, split, fallback_caption, as_json):
+def export(dataset, fmt, out, split, fallback_caption, with_inputs, control_opts, profile, allow_profile_mismatch,
+           as_json):
     """Write the kept clips as training metadata for a Wan trainer.
 
     Also writes wandata_export.json beside it: num_frames, buckets and the
@@ -71,13 +91,18 @@ def export(dataset, fmt, out, split, fallback_caption, as_json):
     a clip whose manifest path leads outside the dataset is left out and listed
     (reason code path_outside_root).
 
+    With --profile, clips that do not fit that model profile (fps, frames, sizes;
+    docs/profiles.md) are refused unless --allow-profile-mismatch.
+
     Exit status: 0 written, 3 written but some rows refused (listed), 1 refused
     or failed (the message says why), 2 bad usage.
     """
     from wandata.export import export as run_export
 
     try:
-        summary = run_export(dataset, fmt, out, split, fallback_caption)
+        summary = run_export(dataset, fmt, out, split, fallback_caption, with_inputs, control_opts,
+                             profile=_profile(profile, allow_profile_mismatch),
+                             allow_profile_mismatch=allow_profile_mismatch)
     except ExportError as e:
         _fail(str(e), e.items, as_json)
     except OSError as e:
@@ -98,6 +123,10 @@ def _print_export(summary: dict) -> None:
     if "frame_bucket" in summary:
         linked = ", ".join(f"{n} {how}" for how, n in summary["linked"].items())
         click.echo(f"diffusion-pipe frame bucket: {summary['frame_bucket']}; clips: {linked}")
+    if "conditioning" in summary:
+        c = summary["conditioning"]
+        click.echo(f"conditioning: {', '.join(c['inputs'])}: {c['made']} files made, {c['reused']} reused "
+                   f"in {c['folder']}")
     click.echo(f"trainer settings: {summary['settings']}")
     for w in summary["warnings"]:
         click.echo(f"warning: {w}", err=True)
@@ -119,8 +148,13 @@ def _print_export(summary: dict) -> None:
 @click.option("--base-path", type=click.Path(file_okay=False, path_type=Path),
               help="Folder relative video paths start from (default: the metadata file's folder).")
 @click.option("--jobs", type=click.IntRange(min=1), default=2, show_default=True, help="Clips decoded at once.")
+@click.option("--profile", type=click.Choice(PROFILE_NAMES),
+              help="Model profile every clip must fit: its fps, 4n+1 frames up to its length, sizes "
+                   "(`wandata profiles`). A clip that does not is a profile_mismatch problem.")
+@click.option("--allow-profile-mismatch", is_flag=True, help="Report profile mismatches as warnings.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def check(target, dataset, num_frames, height, width, max_pixels, fps, base_path, jobs, as_json):
+def check(target, dataset, num_frames, height, width, max_pixels, fps, base_path, jobs, profile,
+          allow_profile_mismatch, as_json):
     """Lint a Wan dataset: a wandata dataset or export, or hand-made metadata.
 
     DIR_OR_METADATA (or -d/--dataset) is a dataset folder, a metadata.csv/json/jsonl,
@@ -140,7 +174,9 @@ def check(target, dataset, num_frames, height, width, max_pixels, fps, base_path
     if (height is None) != (width is None):
         raise click.UsageError("give --height and --width together (a fixed training size), or neither")
     try:
-        report = run_check(target, num_frames, height, width, max_pixels, fps, base_path, jobs)
+        report = run_check(target, num_frames, height, width, max_pixels, fps, base_path, jobs,
+                           profile=_profile(profile, allow_profile_mismatch),
+                           allow_profile_mismatch=allow_profile_mismatch)
     except CheckError as e:
         _fail(str(e), [], as_json)
     if as_json:

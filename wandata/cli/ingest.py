@@ -12,6 +12,7 @@ from wandata.cli.options import EXIT_ERROR, EXIT_FAILURES, EXIT_OK, ingest_optio
 from wandata.cli.options import engine_or_usage_error as _engine
 from wandata.cli.options import settings_or_usage_error as _settings
 from wandata.engine import EngineError
+from wandata.profiles import NAMES as PROFILE_NAMES
 
 
 @click.command()
@@ -88,16 +89,25 @@ def config():
 @config.command("show")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Show the settings after applying this TOML file.")
+@click.option("--profile", type=click.Choice(PROFILE_NAMES),
+              help="Show the settings of this model profile (`wandata profiles` lists them).")
 @click.option("--toml", "as_toml", is_flag=True, help="Print as a TOML file you can edit and pass to --config.")
-def config_show(config_path, as_toml):
-    """Print every setting with its value (defaults unless a config file changes them)."""
-    s = _settings(config_path)
+def config_show(config_path, profile, as_toml):
+    """Print every setting with its value (defaults unless a config file or --profile changes
+    them), and the chosen profile's own values (as JSON: under "profile_values")."""
+    from wandata.profiles import get
+
+    s = _settings(config_path, profile=profile)
     d = s.to_dict()
+    p = get(s.profile)
     if as_toml:
         import tomli_w
+        # Comments only: the file must stay one that --config takes.
+        click.echo(f"# profile {p.name} ({p.title}): {p.summary()}; size multiple {p.size_multiple}, "
+                   f"at most {p.pixel_budget} pixels a frame; inputs {', '.join(p.inputs)}")
         click.echo(tomli_w.dumps({"ingest": d}))
     else:
-        click.echo(json.dumps(d, indent=2))
+        click.echo(json.dumps({**d, "profile_values": p.to_dict()}, indent=2))
 
 
 @click.command()

@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 
 from wandata.cli.options import EXIT_ERROR
+from wandata.profiles import NAMES as PROFILE_NAMES
 from wandata.settings import SettingsError, parse_bucket
 
 
@@ -125,10 +126,23 @@ def _refuse_ignored(ctx, phase: int, cfg=None, **given) -> None:
     if given.get("gradient_checkpointing_offload") and given.get("no_gradient_checkpointing"):
         refuse("gradient_checkpointing_offload", "it offloads the checkpointed activations, and "
                                                  "--no-gradient-checkpointing keeps none")
+    if was_given("checkpointing") and given.get("no_gradient_checkpointing"):
+        refuse("checkpointing", "--no-gradient-checkpointing already turns checkpointing off")
     if was_given("download_source") and given.get("offline"):
         refuse("download_source", "--offline downloads nothing")
     if was_given("image_encoder") and given.get("task") != "i2v":
         refuse("image_encoder", "only --task i2v uses an image encoder")
+
+
+def _check_levers(cfg) -> None:
+    """A GPU-only lever forced on where this process has no CUDA GPU is refused (exit 2)."""
+    import torch
+
+    from wandata.train import levers as L
+    try:
+        L.check(cfg, "cuda" if torch.cuda.is_available() else "cpu")
+    except L.LeverError as e:
+        raise click.UsageError(str(e)) from None
 
 
 def _fail(message: str, items=(), as_json: bool = False) -> None:
@@ -164,6 +178,10 @@ def _registry(path):
               help="i2v: Wan2.1-I2V-14B-480P, conditioned on each clip's first frame.")
 @click.option("--model", help="Model preset: Wan2.1-T2V-1.3B, Wan2.1-T2V-14B, Wan2.1-I2V-14B-480P "
                               "(default by phase and task).")
+@click.option("--profile", type=click.Choice(PROFILE_NAMES),
+              help="Model profile (`wandata profiles`): the export's clips must fit it, and it names the model "
+                   "and task. Trained today: wan2.1-t2v-1.3b, wan2.1-t2v-14b, wan2.1-i2v-14b-480p.")
+@click.option("--allow-profile-mismatch", is_flag=True, help="Train even when the clips do not fit --profile.")
 @click.option("--model-dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Local folder with the model's files (as in its hub repo) instead of downloading.")
 @click.option("--dit", help="Local DiT file(s), comma-separated.")
@@ -200,6 +218,22 @@ def _registry(path):
 @click.option("--no-gradient-checkpointing", is_flag=True, help="Faster, much more memory.")
 @click.option("--gradient-checkpointing-offload", is_flag=True, help="Keep checkpointed activations on the CPU.")
 @click.option("--dtype", type=click.Choice(["bf16", "fp32"]), help="Model dtype (default bf16).")
+@click.option("--levers", type=click.Choice(["auto", "none"]),
+              help="Speed levers (docs/train.md): auto (default) chooses each from the GPU, its memory and the "
+                   "clip shape, all off without a GPU; none: every auto lever off (the untuned path).")
+@click.option("--gradient-checkpointing", "checkpointing", type=click.Choice(["auto", "on", "off"]),
+              help="auto (default): only on as many DiT blocks as memory needs; on: every block; off: none.")
+@click.option("--compile", type=click.Choice(["auto", "on", "off"]),
+              help="torch.compile of the DiT block (regional, once per clip shape). GPU only.")
+@click.option("--attention", type=click.Choice(["auto", "default", "cudnn", "flash", "efficient"]),
+              help="SDPA attention backend; auto probes them at start. GPU only.")
+@click.option("--fused-adamw", type=click.Choice(["auto", "on", "off"]), help="Fused AdamW kernel. GPU only.")
+@click.option("--lazy-loss", type=click.Choice(["auto", "on", "off"]),
+              help="Read the loss back every 25 steps instead of every step (no host sync per step).")
+@click.option("--prefetch", type=click.Choice(["auto", "on", "off"]),
+              help="Read cached clips ahead on a thread into pinned memory. GPU only.")
+@click.option("--cudnn-benchmark", type=click.Choice(["auto", "on", "off"]),
+              help="cuDNN's fastest convolution algorithms (VAE encode, patch embedding). GPU only.")
 @click.option("--workers", "num_workers", type=click.IntRange(min=0), help="Clip-decoding worker processes (default 2).")
 @click.option("--min-timestep", "min_timestep_boundary", type=click.FloatRange(0, 1), help="Lowest timestep fraction (default 0).")
 @click.option("--max-timestep", "max_timestep_boundary", type=click.FloatRange(0, 1), help="Highest timestep fraction (default 1).")
@@ -238,6 +272,10 @@ def train(ctx, phase, dataset, settings, task, model, model_dir, dit, text_encod
     """
     from wandata.train import config as TC
 
+    if overrides.get("allow_profile_mismatch") and not overrides.get("profile"):
+        raise click.UsageError("--allow-profile-mismatch has no effect here: no --profile to mismatch")
+    if overrides.get("profile") and not _was_given(ctx, "task"):
+        task = None   # the profile's
     _refuse_ignored(ctx, phase, no_cache=no_cache, no_gradient_checkpointing=no_gradient_checkpointing,
                     gradient_checkpointing_offload=gradient_checkpointing_offload, offline=offline, task=task,
                     machine_rank=overrides.get("machine_rank"), num_machines=overrides.get("num_machines"))
@@ -257,6 +295,8 @@ def train(ctx, phase, dataset, settings, task, model, model_dir, dit, text_encod
     except TC.ConfigError as e:
         _fail(str(e), e.items, as_json)
     _refuse_ignored(ctx, phase, cfg)
+    if phase == 1:
+        _check_levers(cfg)
     if phase == 2:
         # Before anything is written or launched, and also for a dry run, which should not
         # print a launch command that would fail.

@@ -7,6 +7,7 @@ finished, so a run killed at any moment leaves the previous complete manifest.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import pyarrow.parquet as pq
 from wandata import atomic
 from wandata.atomic import MANIFEST_NAME  # noqa: F401 - importers take it from here
 from wandata.dataset.records import FAILED, ClipRecord, SourceRecord
+from wandata.profiles import DEFAULT as DEFAULT_PROFILE
 
 _PA_TYPES = {int: pa.int64(), float: pa.float64(), str: pa.string(), bool: pa.bool_(),
              "list[int]": pa.list_(pa.int64()), "list[str]": pa.list_(pa.string()),
@@ -76,6 +78,20 @@ class Manifest:
     def put(self, source: SourceRecord, clips: list[ClipRecord]) -> None:
         self.sources[source.path] = source
         self.clips[source.path] = clips
+
+    def profiles(self, source_paths=None) -> list[str]:
+        """The model profiles the sources (all, or those of ``source_paths``) were ingested for,
+        from each one's recorded settings; a source recorded before profiles existed reads as
+        the default profile, whose clips wandata made then."""
+        out = set()
+        for path in (self.sources if source_paths is None else source_paths):
+            rec = self.sources.get(path)
+            if rec is not None:
+                try:
+                    out.add(json.loads(rec.settings_json or "{}").get("profile") or DEFAULT_PROFILE)
+                except ValueError:
+                    out.add(DEFAULT_PROFILE)
+        return sorted(out)
 
     def all_clips(self) -> list[ClipRecord]:
         return [c for path in sorted(self.clips) for c in self.clips[path]]

@@ -70,6 +70,18 @@ def _shifted_share(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.sqrt(sq.min() / still)) if still > 0 else 1.0
 
 
+def _returns(f: np.ndarray, j: int, later: int, near: float) -> bool:
+    """Whether the change at ``j`` is part of a flash: the picture of the quarter second before
+    it comes back, at ``j`` itself (the flash's end) or a quarter second on (its start, or a
+    step inside it). A cut's new picture differs from all of them."""
+    n = len(f)
+    before = [f[j - a] for a in range(1, min(later, j) + 1)]
+    for k in (j, min(n - 1, j + later - 1)):
+        if any(np.abs(f[k] - b).mean() < near for b in before[1 if k == j else 0:]):
+            return True
+    return False
+
+
 def _local_level(x: np.ndarray) -> np.ndarray:
     from numpy.lib.stride_tricks import sliding_window_view
 
@@ -111,8 +123,8 @@ def classify(small: np.ndarray, later: int = 4) -> tuple[np.ndarray, np.ndarray]
     for j in np.flatnonzero(spike):
         if _shifted_share(f[j - 1], f[j]) < SHIFTED:
             spike[j] = False  # the camera moved (a whip pan's start): the picture is the same
-        elif any(np.abs(f[j] - f[j - a]).mean() < STAYS * d1[j] for a in range(2, min(later, j) + 1)):
-            spike[j] = False  # the picture of a moment ago is back: the end of a flash
+        elif _returns(f, j, later, (1 - STAYS) * d1[j]):
+            spike[j] = False  # a flash: the picture of a moment ago is back
     cut = spike | np.r_[spike[1:], False]  # the last frame before the cut goes too
     after_cut = np.zeros(n, bool)
     for j in np.flatnonzero(spike):

@@ -4,6 +4,8 @@ Ray is imported only when the engine is chosen or run: it is an optional extra.
 """
 from __future__ import annotations
 
+import os
+import socket
 from typing import Iterator
 
 from wandata.engine.base import EngineError, Failed, Job
@@ -17,10 +19,16 @@ MAX_RETRIES = 3
 # TransNetV2 needs well under 1 GB and a small share of a GPU's time next to the
 # decoding and encoding of the same task, so several sources share one GPU.
 GPU_SHARE = 0.25
+# How long a HOST:PORT address may take to accept a connection. ray.init itself retries an
+# address where nothing listens for minutes, which looks like a hung command.
+REACH_TIMEOUT_S = 5.0
 
 
 def _run_job(job: Job, path: str):
-    return job(path)
+    """The task: the job's result and the id of the node that ran it (``RayEngine.placement``)."""
+    import ray
+
+    return ray.get_runtime_context().get_node_id(), job(path)
 
 
 class RayEngine:
@@ -38,11 +46,14 @@ class RayEngine:
         # Logical CPUs: one source decodes on one thread and encodes two clips at a time.
         self.cpus_per_task = cpus_per_task
         self.max_retries = max_retries
+        # path -> id of the Ray node whose attempt returned it (a retried source: the last one).
+        self.placement: dict[str, str] = {}
 
     @classmethod
     def from_options(cls, workers: int = 1, address: str | None = None) -> "RayEngine":
         """``workers`` is refused by the CLI (the cluster decides how many tasks run at once)."""
         _import_ray()  # fail before any work, not at the first source
+        check_reachable(address if address is not None else os.environ.get("RAY_ADDRESS"))
         return cls(address)
 
     def results(self, job: Job, failed: Failed, paths: list[str], gpu: bool | None = None,
@@ -64,7 +75,7 @@ class RayEngine:
                     done, _ = ray.wait(list(pending), num_returns=1)
                     path = pending.pop(done[0])
                     try:
-                        result = ray.get(done[0])
+                        self.placement[path], result = ray.get(done[0])
                     except ray.exceptions.RayError as e:
                         result = failed(path, _cause(e))
                     yield result
@@ -81,9 +92,28 @@ class RayEngine:
             return False
         try:
             ray.init(address=self.address)
-        except ConnectionError as e:
-            raise EngineError(f"cannot reach the Ray cluster at {self.address!r}: {e}") from None
+        except (ConnectionError, getattr(ray.exceptions, "AuthenticationError", ConnectionError)) as e:
+            raise EngineError(f"cannot join the Ray cluster at {self.address!r}: {e}. If the cluster uses "
+                              "token authentication, set RAY_AUTH_MODE=token and give this machine the "
+                              "cluster's token (RAY_AUTH_TOKEN or ~/.ray/auth_token); see docs/ray.md") from None
         return True
+
+
+def check_reachable(address: str | None) -> None:
+    """A ``HOST:PORT`` address (the head's GCS port) must accept a TCP connection within a few
+    seconds; ``auto``, ``ray://`` and no address are left to Ray."""
+    if not address or address == "auto" or "://" in address:
+        return
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise EngineError(f"--ray-address {address!r} is not HOST:PORT (the head's port, 6379 unless "
+                          "`ray start --head --port` said otherwise), auto or ray://HOST:10001")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=REACH_TIMEOUT_S).close()
+    except OSError as e:
+        raise EngineError(f"cannot reach the Ray cluster at {address!r} ({e}): is the head running "
+                          f"(`ray start --head --port {port}` on {host}) and the port open from this "
+                          "machine? See docs/ray.md") from None
 
 
 def _cause(e: BaseException) -> BaseException:

@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from wandata import profiles
 from wandata.confine import is_inside
 from wandata.dataset import review
 from wandata.dataset.manifest import MANIFEST_NAME, Manifest
@@ -30,7 +31,7 @@ from wandata.export.diffsynth import METADATA_NAMES, read_metadata
 from wandata.media.verify import Decoded, decode_clip
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif")
-SETTINGS_KEYS = ("num_frames", "fps", "height", "width", "max_pixels", "resolution_mode")
+SETTINGS_KEYS = ("num_frames", "fps", "height", "width", "max_pixels", "resolution_mode", "profile")
 
 __all__ = ["CheckError", "Problem", "Row", "Target", "check", "resolve"]
 
@@ -227,6 +228,15 @@ def _expected(row: Row, path: Path, records: dict) -> tuple[dict, str]:
     return row.expect, "the metadata"
 
 
+def _recorded_profile(t: Target) -> str | None:
+    """The profile the export names, else those the dataset's manifest records (None if neither)."""
+    if t.settings.get("profile"):
+        return t.settings["profile"]
+    if (t.base / MANIFEST_NAME).is_file():
+        return "/".join(Manifest(t.base).profiles()) or None
+    return None
+
+
 def _decoded_problems(path: Path, d: Decoded, expect: dict, said: str, s: dict, where: str) -> list[Problem]:
     f, out = str(path), []
 
@@ -274,10 +284,24 @@ def _decoded_problems(path: Path, d: Decoded, expect: dict, said: str, s: dict, 
     return out
 
 
+def _profile_problems(path: Path, d: Decoded, profile: str, recorded: str | None, allow: bool,
+                      where: str) -> list[Problem]:
+    """How a decoded clip does not fit the model profile the user named (docs/profiles.md)."""
+    if d.frames == 0:
+        return []
+    was = f" (ingested for {recorded})" if recorded else ""
+    return [Problem("profile_mismatch", f"{path.name}{was}: {why}",
+                    f"re-ingest with --profile {profile}, or pass --allow-profile-mismatch", str(path), where,
+                    "warning" if allow else "error")
+            for _, why in profiles.get(profile).misfits(fps=d.fps if d.frames > 1 else None, frames=d.frames,
+                                                        sizes=[(d.width, d.height)])]
+
+
 def check(target: Path, num_frames: int | None = None, height: int | None = None, width: int | None = None,
           max_pixels: int | None = None, fps: float | None = None, base_path: Path | None = None,
-          jobs: int = 2) -> dict:
-    """Check a dataset; returns a report dict with ``problems`` and ``ok``."""
+          jobs: int = 2, profile: str | None = None, allow_profile_mismatch: bool = False) -> dict:
+    """Check a dataset; returns a report dict with ``problems`` and ``ok``. ``profile``: every
+    clip must fit that model profile (``profile_mismatch`` problems, warnings if allowed)."""
     t = resolve(Path(target), base_path)
     s = dict(t.settings)
     for k, v in (("num_frames", num_frames), ("fps", fps), ("max_pixels", max_pixels)):
@@ -307,11 +331,14 @@ def check(target: Path, num_frames: int | None = None, height: int | None = None
             ok_paths.setdefault(str(path.resolve()), (row, path))
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         decoded = dict(zip(ok_paths, pool.map(lambda rp: decode_clip(rp[1]), ok_paths.values())))
+    recorded = _recorded_profile(t) if profile else None
     for key, (row, path) in ok_paths.items():
         expect, said = _expected(row, path, t.records)
         problems += _decoded_problems(path, decoded[key], expect, said, s, row.where)
+        if profile:
+            problems += _profile_problems(path, decoded[key], profile, recorded, allow_profile_mismatch, row.where)
     errors = sum(p.severity == "error" for p in problems)
-    return {"target": str(target), "metadata": t.metadata, "base_path": str(t.base),
+    return {"target": str(target), "metadata": t.metadata, "base_path": str(t.base), "profile": profile,
             "settings": {k: s.get(k) for k in ("num_frames", "fps", "height", "width", "max_pixels")},
             "rows": len(t.rows), "videos_decoded": len(decoded), "errors": errors,
             "warnings": len(problems) - errors, "ok": errors == 0,

@@ -17,7 +17,7 @@ from pathlib import Path
 import tomli_w
 
 from wandata import __version__
-from wandata import atomic
+from wandata import atomic, profiles
 from wandata.confine import OUTSIDE_ROOT, OutsideRoot, inside
 from wandata.dataset import review
 from wandata.dataset.manifest import Manifest
@@ -61,6 +61,7 @@ class Item:
     video: str    # POSIX path relative to the dataset directory
     prompt: str
     file: Path | None = None   # the clip's file, resolved and checked to lie inside the dataset
+    extra: dict = field(default_factory=dict)  # --with: column -> file relative to the dataset
 
 
 def refusal(code: str, message: str, **where) -> dict:
@@ -208,6 +209,25 @@ def toml_text(comments: list[str], data: dict) -> str:
     # A line break inside a path would end the comment and leave the rest as TOML.
     head = "".join("# " + c.replace("\r", " ").replace("\n", " ") + "\n" for c in comments)
     return head + "\n" + tomli_w.dumps(data)
+
+
+def profile_for(dataset_dir: Path, items: list[Item], requested: str | None = None,
+                allow_mismatch: bool = False) -> dict:
+    """The trainer settings' ``profile`` entries: the model profile the kept clips were ingested
+    for (``ingested_for``, from the manifest) and the one the export is for (``requested``, else
+    the recorded one when there is one). Clips that do not fit ``requested`` are refused unless
+    ``allow_mismatch`` (then the reason is kept as ``profile_mismatch``)."""
+    recorded = Manifest(dataset_dir).profiles({it.clip.source_path for it in items})
+    out = {"profile": requested or (recorded[0] if len(recorded) == 1 else None), "ingested_for": recorded}
+    if requested is not None:
+        why = profiles.dataset_refusal(requested, recorded, {it.clip.fps for it in items},
+                                       {it.clip.num_frames for it in items},
+                                       {(it.clip.width, it.clip.height) for it in items}, f"dataset {dataset_dir}")
+        if why and not allow_mismatch:
+            raise ExportError(why)
+        if why:
+            out["profile_mismatch"] = why
+    return out
 
 
 # --- the trainer settings file (wandata_export.json) -------------------------------------
@@ -414,6 +434,16 @@ class Exporter:
 
     def clip_warnings(self, clip: ClipRecord) -> list[str]:
         return []
+
+    # --- conditioning inputs (``--with``): column -> this trainer's name for it
+    conditioning: dict[str, str] = {}
+
+    def conditioning_refusal(self, column: str) -> str:
+        """Why this format cannot carry ``column`` ('' if it can)."""
+        if column in self.conditioning:
+            return ""
+        return (f"the {self.name} format has no column for {column}; export it with --format jsonl "
+                "(DiffSynth), or drop it from --with")
 
     # --- reading
     def read(self, path: Path, split: str, root: Path | None = None) -> tuple[list[Row], list[Problem], list[str]]:

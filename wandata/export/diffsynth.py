@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from wandata import atomic
+from wandata.controls import COLUMNS
 from wandata.export.common import (MISSING, SCHEMA, SETTINGS_NAME, Exporter, ExportError, Item, Output,
                                    Problem, Row, csv_hazard, is_settings, named_by_settings, write_text)
 
@@ -19,8 +20,10 @@ def diffsynth_args(settings: dict) -> list[str]:
     """The DiffSynth train.py arguments that make it read the export as curated."""
     args = ["--dataset_base_path", settings["dataset_base_path"],
             "--dataset_metadata_path", settings["metadata_path"],
-            "--data_file_keys", "video",
+            "--data_file_keys", ",".join((settings.get("conditioning") or {}).get("data_file_keys", ["video"])),
             "--num_frames", str(settings["num_frames"])]
+    if settings.get("conditioning"):
+        args += ["--extra_inputs", ",".join(settings["conditioning"]["extra_inputs"])]
     if settings["resolution_mode"] == "fixed":
         args += ["--height", str(settings["height"]), "--width", str(settings["width"])]
     return args + ["--max_pixels", str(settings["max_pixels"])]
@@ -29,7 +32,8 @@ def diffsynth_args(settings: dict) -> list[str]:
 # --- writing -----------------------------------------------------------------------------
 
 def metadata_text(items: list[Item], fmt: str) -> str:
-    rows = [{"video": it.video, "prompt": it.prompt} for it in items]
+    # --with columns: paths relative to the dataset, like video (DiffSynth joins them to its base path)
+    rows = [{"video": it.video, "prompt": it.prompt, **it.extra} for it in items]
     if fmt == "csv":
         bad = [f"{it.video}: prompt {it.prompt!r}: {why}" for it in items if (why := csv_hazard(it.prompt))]
         if bad:
@@ -39,7 +43,7 @@ def metadata_text(items: list[Item], fmt: str) -> str:
                 "Export with --format jsonl (or json) instead: DiffSynth reads those too, and they "
                 "carry any text unchanged", bad)
         buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=["video", "prompt"], lineterminator="\n")
+        w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
         w.writeheader()
         w.writerows(rows)
         return buf.getvalue()
@@ -63,7 +67,8 @@ def _pandas_check(items: list[Item]):
         df = pd.read_csv(tmp)
         got = [df.iloc[i].to_dict() for i in range(len(df))]
         bad = [f"{it.video}: wrote {it.prompt!r}, pandas reads {g.get('prompt')!r}"
-               for it, g in zip(items, got) if g.get("prompt") != it.prompt or g.get("video") != it.video]
+               for it, g in zip(items, got) if g.get("prompt") != it.prompt or g.get("video") != it.video
+               or any(g.get(k) != v for k, v in it.extra.items())]
         if bad or len(got) != len(items):
             raise ExportError("pandas does not read the CSV back unchanged; use --format jsonl", bad)
     return check
@@ -126,6 +131,7 @@ class DiffSynth(Exporter):
     """``metadata.FORMAT`` (+ ``metadata_val.FORMAT``) beside ``wandata_export.json``."""
 
     folder = False
+    conditioning = {c: c for c in COLUMNS}   # DiffSynth's own column names
 
     def default_out(self, dataset_dir: Path) -> Path:
         return Path(dataset_dir) / f"metadata.{self.name}"

@@ -132,6 +132,13 @@ class DiffusionPipe(Exporter):
 
     name = "diffusion-pipe"
 
+    def conditioning_refusal(self, column: str) -> str:
+        # models/wan/wan.py: i2v/flf2v take the first (and last) frame from the clip itself;
+        # its control_path (utils/dataset.py) serves image-edit models, not Wan.
+        why = ("diffusion-pipe takes Wan I2V/FLF2V frames from the clip itself (models/wan/wan.py)"
+               if column in ("input_image", "end_image") else "diffusion-pipe has no Wan control or VACE input")
+        return f"{column}: {why}; drop it from --with"
+
     def paths(self, out: Path, has_val: bool) -> tuple[Path, Path, Path | None]:
         return out / SETTINGS_NAME, out / "dataset.toml", (out / "eval_dataset.toml") if has_val else None
 

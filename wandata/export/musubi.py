@@ -11,6 +11,19 @@ from wandata.export.common import (SETTINGS_NAME, Exporter, Item, Output, Proble
 from wandata.export.diffsynth import read_metadata
 
 
+# musubi-tuner reads a control video per clip (Wan2.1 Fun-Control, `control_path` in the video
+# JSONL: docs/dataset_config.md, "Sample for Video Dataset with Control Images"); for I2V it
+# takes the first frame from the clip itself when caching latents (wan_cache_latents.py --i2v).
+MUSUBI_COLUMNS = {"control_video": "control_path"}
+MUSUBI_NO_COLUMN = {
+    "input_image": "musubi-tuner takes the I2V first frame from the clip itself (wan_cache_latents.py --i2v)",
+    "end_image": "musubi-tuner caches no end frame for Wan (its FLF2V training conditions on the first frame only)",
+    "reference_image": "musubi-tuner has no reference image input for Wan Fun-Control",
+    "vace_reference_image": "musubi-tuner does not train Wan VACE",
+    "vace_video": "musubi-tuner does not train Wan VACE",
+}
+
+
 def musubi_files(dataset_dir: Path, out_dir: Path, items: list[Item], prefix: str = "") -> tuple[dict, dict[str, str]]:
     """(dataset config, {jsonl name: text}) in musubi-tuner's documented format.
 
@@ -23,7 +36,11 @@ def musubi_files(dataset_dir: Path, out_dir: Path, items: list[Item], prefix: st
         c = group[0].clip
         jsonl = f"{prefix}{name}.jsonl"
         files[jsonl] = "".join(json.dumps({"video_path": str(it.file or (dataset_dir / it.video).resolve()),
-                                           "caption": it.prompt}, ensure_ascii=True) + "\n" for it in group)
+                                           "caption": it.prompt,
+                                           # --with control_video: musubi's control_path, absolute like the clip
+                                           **{MUSUBI_COLUMNS[k]: str((dataset_dir / v).resolve())
+                                              for k, v in it.extra.items()}}, ensure_ascii=True) + "\n"
+                               for it in group)
         datasets.append({
             "video_jsonl_file": str((out_dir / jsonl).resolve()),
             "cache_directory": str((out_dir / "cache" / f"{prefix}{name}").resolve()),
@@ -77,6 +94,12 @@ class Musubi(Exporter):
     """``dataset.toml`` (+ ``dataset_val.toml``) and one JSONL per bucket in the export folder."""
 
     name = "musubi"
+    conditioning = MUSUBI_COLUMNS
+
+    def conditioning_refusal(self, column: str) -> str:
+        if column in self.conditioning:
+            return ""
+        return f"{column}: {MUSUBI_NO_COLUMN.get(column, 'musubi-tuner has no such input')}; drop it from --with"
 
     def paths(self, out: Path, has_val: bool) -> tuple[Path, Path, Path | None]:
         return out / SETTINGS_NAME, out / "dataset.toml", (out / "dataset_val.toml") if has_val else None

@@ -14,23 +14,33 @@ from pathlib import Path
 
 from wandata import atomic
 from wandata.atomic import OutputRefused
+from wandata import controls
 from wandata.confine import OUTSIDE_ROOT, OutsideRoot, inside
+from wandata.controls import ControlError
 from wandata.export import registry
 from wandata.export.common import (Exporter, ExportError, Item, Output, collect, is_settings, refusal,
-                                   settings_dict, split_by_source)
+                                   profile_for, settings_dict, split_by_source)
 
 
 def export(dataset_dir: Path, fmt: str, out: Path | None = None, split: float | None = None,
-           fallback_caption: str | None = None) -> dict:
-    """Export the dataset; returns a summary (what was written, counts, warnings)."""
+           fallback_caption: str | None = None, with_inputs=(), control_opts=(), profile: str | None = None,
+           allow_profile_mismatch: bool = False) -> dict:
+    """Export the dataset; returns a summary (what was written, counts, warnings).
+    ``with_inputs``: ``--with`` values (conditioning inputs, ``wandata.controls``);
+    ``control_opts``: ``--control-opt EXTRACTOR.KEY=VALUE`` options of their extractors."""
     exporter = registry.load(fmt)
+    conditioning = _conditioning(exporter, dataset_dir, with_inputs, control_opts)
     dataset_dir = Path(dataset_dir)
     refused: list[dict] = []
     items = collect(dataset_dir, fallback_caption, refused)
+    profile_entries = profile_for(dataset_dir, items, profile, allow_profile_mismatch)  # docs/profiles.md
     train, val, split_info = _split(items, split)
     out = exporter.output(Path(out) if out is not None else exporter.default_out(dataset_dir))
     o = Output(dataset_dir, out, *exporter.paths(out, bool(val)), train, val)
     settings = settings_dict(fmt, dataset_dir, o.settings, o.metadata, o.validation, train, val, split_info)
+    settings.update(profile_entries)
+    if conditioning is not None:
+        settings["conditioning"] = _plan_conditioning(conditioning, items)
     settings_text = json.dumps(settings, indent=2, ensure_ascii=False) + "\n"
     # Every file's text is built and every output checked before anything is written,
     # so a refusal leaves nothing half-done.
@@ -40,10 +50,18 @@ def export(dataset_dir: Path, fmt: str, out: Path | None = None, split: float | 
     except OutputRefused as e:
         raise ExportError(str(e)) from None
     stale = _previous_validation(o.settings, refused)
+    if conditioning is not None:
+        # After every refusal that can still come: a refused export writes nothing.
+        try:
+            made = conditioning.make()
+        except ControlError as e:
+            raise ExportError(str(e)) from None
     try:
         extra = exporter.write(o, settings_text, prepared)
     except OutputRefused as e:
         raise ExportError(str(e)) from None
+    if conditioning is not None:
+        extra = {**extra, "conditioning": made}
     if stale is not None and stale != (o.validation.resolve() if o.validation else None):
         # A validation list from an earlier --split must not outlive it: a trainer
         # pointed at it would validate on clips it now trains on.
@@ -55,6 +73,39 @@ def export(dataset_dir: Path, fmt: str, out: Path | None = None, split: float | 
             "resolution_mode": settings["resolution_mode"], "buckets": settings["buckets"],
             "num_frames": settings["num_frames"], **extra, "refused": refused,
             "warnings": _warnings(items, exporter)}
+
+
+def _conditioning(exporter: Exporter, dataset_dir: Path, with_inputs, control_opts):
+    """The conditioning plan for ``--with`` (None without it), refused before any clip is read
+    if an input is unknown or the format has no column for it."""
+    if not with_inputs:
+        if control_opts:
+            raise ExportError("--control-opt is given without --with: name the control input it is for, "
+                              "e.g. --with control_video:canny")
+        return None
+    try:
+        specs, extractors = controls.parse(with_inputs, control_opts)
+    except ControlError as e:
+        raise ExportError(str(e)) from None
+    refused = [why for s in specs if (why := exporter.conditioning_refusal(s.column))]
+    if refused:
+        raise ExportError(f"--with cannot be exported as {exporter.name}: " + "; ".join(refused), refused)
+    return controls.Plan(Path(dataset_dir), specs, extractors)
+
+
+def _plan_conditioning(plan, items: list[Item]) -> dict:
+    """Give each item its conditioning files (planned, not yet written); the settings entry."""
+    try:
+        columns = plan.plan([(it.clip.clip_id, it.file, it.clip.num_frames, it.clip.decoded_digest) for it in items])
+    except ControlError as e:
+        raise ExportError(str(e)) from None
+    for it in items:
+        it.extra = columns[it.clip.clip_id]
+    names = [s.column for s in plan.specs]
+    return {"inputs": [s.text for s in plan.specs],
+            "extractors": {name: ext.key() for name, ext in plan.extractors.items()},
+            "extra_inputs": names,
+            "data_file_keys": ["video", *(c for c in names if c in controls.DIFFSYNTH_FILE_KEYS)]}
 
 
 def _split(items: list[Item], split: float | None) -> tuple[list[Item], list[Item], dict | None]:

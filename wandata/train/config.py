@@ -40,6 +40,7 @@ class TrainConfig:
     offline: bool = False
     download_source: str | None = None                  # modelscope (DiffSynth's default) | huggingface
     model_registry: list = field(default_factory=list)  # extra DiffSynth model-table entries
+    profile: str = ""                                   # --profile (wandata/profiles.py); "" when not named
     # data (from wandata_export.json)
     settings_path: str = ""
     dataset_base_path: str = ""
@@ -75,6 +76,16 @@ class TrainConfig:
     min_timestep_boundary: float = 0.0
     max_timestep_boundary: float = 1.0
     resume: str | None = None
+    # speed levers (wandata.train.levers): "auto" decides at run time, all off without a GPU
+    levers: str = "auto"                 # auto | none (every auto lever off: the untuned path)
+    checkpointing: str = "auto"          # auto | on | off  (--gradient-checkpointing)
+    compile: str = "auto"                # auto | on | off
+    attention: str = "auto"              # auto | default | cudnn | flash | efficient
+    fused_adamw: str = "auto"            # auto | on | off
+    lazy_loss: str = "auto"              # auto | on | off
+    prefetch: str = "auto"               # auto | on | off
+    cudnn_benchmark: str = "auto"        # auto | on | off
+    levers_chosen: dict = field(default_factory=dict)   # what the run used (written by the trainer)
     # phase 2 launch
     num_processes: int | None = None
     num_machines: int = 1
@@ -168,6 +179,10 @@ class TrainConfig:
         for role in ("dit", "text_encoder", "vae", "tokenizer"):
             if role not in self.models:
                 problems.append(f"no {role} model")
+        from wandata.train.levers import CHOICES, FLAGS
+        for name, choices in CHOICES.items():
+            if getattr(self, name) not in choices:
+                problems.append(f"{name} {getattr(self, name)!r} ({FLAGS[name]}): choose {', '.join(choices)}")
         if problems:
             raise ConfigError("the training settings cannot work", problems)
 
@@ -198,12 +213,38 @@ def _check_review(settings_path: Path, s: dict) -> None:
                           "carries them")
 
 
+def _profile_model(name: str, s: dict, allow_mismatch: bool, model: str | None, task: str | None):
+    """Refuse an export whose clips do not fit profile ``name`` (docs/profiles.md), and give the
+    (model preset, task) that trains it. The presets are the models wandata trains today; a
+    profile without one is refused rather than trained on another model."""
+    from wandata import profiles as P
+
+    why = P.dataset_refusal(name, s.get("ingested_for") or [s.get("profile") or P.DEFAULT], {s.get("fps") or 16.0},
+                            {s["num_frames"]}, {(b["width"], b["height"]) for b in s.get("buckets") or []},
+                            f"dataset {s.get('dataset_base_path')}")
+    if why and not allow_mismatch:
+        raise ConfigError(why)
+    p = P.get(name)
+    preset = next((x for x in M.PRESETS.values() if p.dit is not None and x.model_id == p.dit.model_id), None)
+    if preset is None:
+        ids = {x.model_id for x in M.PRESETS.values()}
+        known = [q.name for q in P.PROFILES.values() if q.dit and q.dit.model_id in ids]
+        raise ConfigError(f"wandata train has no model preset for profile {name} ({p.title}) yet; it trains "
+                          f"{', '.join(known)}")
+    if model and model != preset.name:
+        raise ConfigError(f"--model {model} is not the model of --profile {name} ({preset.name}): give one of them")
+    if task and task != preset.task:
+        raise ConfigError(f"--task {task} is not the task of --profile {name} ({preset.task}): give one of them")
+    return preset.name, preset.task
+
+
 def resolve(*, dataset: Path | None = None, settings: Path | None = None, phase: int = 1, task: str = "t2v",
             model: str | None = None, model_dir: Path | None = None, files: dict[str, str | None] | None = None,
             models_root: str | None = None, output_dir: Path | None = None, cache_dir: Path | None = None,
             num_frames: int | None = None, size: tuple[int, int] | None = None, max_pixels: int | None = None,
-            **overrides) -> TrainConfig:
-    """Build a run's config from the export settings, the model choice and the flags."""
+            profile: str | None = None, allow_profile_mismatch: bool = False, **overrides) -> TrainConfig:
+    """Build a run's config from the export settings, the model choice and the flags. With
+    ``profile`` (a model profile), the export's clips must fit it and it names the model."""
     from wandata.export import ExportError, read_settings
 
     settings_path = find_settings(dataset, settings)
@@ -215,6 +256,9 @@ def resolve(*, dataset: Path | None = None, settings: Path | None = None, phase:
     if s.get("format") not in ("csv", "json", "jsonl"):
         raise ConfigError(f"{settings_path} describes a {s.get('format')} export; the trainer reads DiffSynth "
                           f"metadata: run `wandata export -f jsonl`")
+    if profile:
+        model, task = _profile_model(profile, s, allow_profile_mismatch, model, task)
+    task = task or "t2v"
     model = model or M.default_model(phase, task)
     if model not in M.PRESETS:
         raise ConfigError(f"unknown model {model!r}; choose one of {', '.join(M.PRESETS)}")
@@ -243,6 +287,7 @@ def resolve(*, dataset: Path | None = None, settings: Path | None = None, phase:
         max_pixels=max_pixels or s["max_pixels"], resolution_mode=mode, buckets=s.get("buckets") or [],
         fps=s.get("fps") or 16.0, num_clips=(s.get("num_clips") or {}).get("train", 0),
         output_dir=str(out), cache_dir=str(Path(cache_dir or base / ".wandata-cache" / "encode").resolve()),
+        profile=profile or "",
     )
     for k, v in overrides.items():
         if v is None:

@@ -67,6 +67,8 @@ class WanLoRAModule(DiffusionTrainingModule):
             lora_target_modules=cfg.lora_targets, lora_rank=cfg.lora_rank, task="sft:train")
         # Units that touch the DiT run at every step; all others only encode.
         self.train_units, self.encode_units = pipe.split_pipeline_units(["dit"])
+        # DiffSynth's own checkpointing flag; wandata.train.levers.apply may take checkpointing over.
+        self.use_gradient_checkpointing = cfg.gradient_checkpointing
 
     # --- inputs ---------------------------------------------------------------------------
     def pipeline_inputs(self, data: dict) -> tuple[dict, dict, dict]:
@@ -99,7 +101,7 @@ class WanLoRAModule(DiffusionTrainingModule):
         if inputs is None:
             inputs = self.encode(data)
         shared, posi, nega = self.transfer_data_to_device(inputs, self.pipe.device, self.pipe.torch_dtype)
-        shared = dict(shared, use_gradient_checkpointing=self.cfg.gradient_checkpointing,
+        shared = dict(shared, use_gradient_checkpointing=self.use_gradient_checkpointing,
                       use_gradient_checkpointing_offload=self.cfg.gradient_checkpointing_offload,
                       max_timestep_boundary=self.cfg.max_timestep_boundary,
                       min_timestep_boundary=self.cfg.min_timestep_boundary)

@@ -37,9 +37,10 @@ from wandata.lora.convert import save as save_lora
 from wandata.train import __version__
 from wandata.train import cache as C
 from wandata.train import data as D
+from wandata.train import levers as L
 from wandata.train import models as M
 from wandata.train.config import TrainConfig
-from wandata.train.module import ENCODER_ROLES, LORA_PREFIX, WanLoRAModule, load_pipeline, resolve_files
+from wandata.train.module import DTYPES, ENCODER_ROLES, LORA_PREFIX, WanLoRAModule, load_pipeline, resolve_files
 
 STATE_FORMAT = "wandata.train-state/1"
 CKPT_RE = re.compile(r"^step-(\d+)\.safetensors$")
@@ -371,6 +372,7 @@ class Run:
     optimizer: Any = None
     params: list = field(default_factory=list)
     logger: RunLogger | None = None
+    levers: L.Levers | None = None
 
     @property
     def main(self) -> bool:
@@ -398,7 +400,14 @@ def prepare(cfg: TrainConfig, accelerator=None, progress: bool = True) -> Run:
     M.register_models(cfg.model_registry)
     accelerator = accelerator or make_accelerator(cfg)
     world, rank = accelerator.num_processes, accelerator.process_index
+    try:
+        lv = L.resolve(cfg, accelerator.device)
+    except L.LeverError as e:
+        raise TrainError(str(e)) from None
+    cfg.levers_chosen = lv.to_dict()   # recorded in the run folder's train_config.json
     if accelerator.is_main_process:
+        if progress:
+            L.announce(lv)
         cfg.save()
     ds = D.build_dataset(cfg)
     total = cfg.total_steps(world)
@@ -407,9 +416,11 @@ def prepare(cfg: TrainConfig, accelerator=None, progress: bool = True) -> Run:
     if start >= total:
         raise TrainError(f"checkpoint {ckpt} is at step {start}, and the run has {total} steps: nothing to do "
                          "(raise --steps to train on)")
-    summary = {"output_dir": str(Path(cfg.output_dir)), "steps": total, "start_step": start, "world_size": world}
+    summary = {"output_dir": str(Path(cfg.output_dir)), "steps": total, "start_step": start, "world_size": world,
+               "levers": lv.to_dict()}
     order = D.Order(len(ds.data), cfg.seed, world, rank)
-    return Run(cfg, accelerator, progress and accelerator.is_main_process, ds, order, total, ckpt, start, summary)
+    return Run(cfg, accelerator, progress and accelerator.is_main_process, ds, order, total, ckpt, start, summary,
+               levers=lv)
 
 
 def build(r: Run) -> None:
@@ -417,7 +428,8 @@ def build(r: Run) -> None:
     its LoRA (from the checkpoint's weights when resuming) and the optimizer, through
     ``accelerator.prepare``."""
     cfg, accelerator = r.cfg, r.accelerator
-    roles = _encode(r)
+    with L.context(r.levers):   # cudnn benchmark for the VAE's convolutions
+        roles = _encode(r)
     files = resolve_files(cfg, roles, accelerator.main_process_first)
     t0 = time.perf_counter()
     pipe = load_pipeline(cfg, files, device="cpu", no_zero3_init=no_zero3_init(accelerator))
@@ -431,10 +443,11 @@ def build(r: Run) -> None:
         module.pipe.device = accelerator.device
     else:
         module.to(accelerator.device)
+    L.apply(module, r.levers)
     r.summary["load_seconds"] = time.perf_counter() - t0
     r.params = list(module.trainable_modules())
     r.summary["trainable_params"] = sum(p.numel() for p in r.params)
-    optimizer = torch.optim.AdamW(r.params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    optimizer = L.make_optimizer(r.params, r.levers, cfg.learning_rate, cfg.weight_decay)
     r.module, r.optimizer = accelerator.prepare(module, optimizer)
 
 
@@ -474,12 +487,23 @@ def _items(r: Run):
     """``(step, cached inputs, None)`` or ``(step, None, clip)`` for the steps still to run."""
     steps = range(r.start, r.total)
     if r.cache is not None:
-        for s in steps:
+        def load(s):
             i = r.order(s)
             got = r.cache.get(r.keys[i])
             if got is None:
                 raise TrainError(f"cache entry for {r.ds.data[i]['video']} vanished from {r.cfg.cache_dir}")
-            yield s, got, None
+            return got
+        if r.levers is not None and r.levers.prefetch:
+            # read ahead on a thread into pinned memory; the copy to the GPU does not block the host
+            pre = L.Prefetcher(steps, load)
+            try:
+                for s, got in pre:
+                    yield s, L.to_device(got, r.accelerator.device, DTYPES[r.cfg.dtype], non_blocking=True), None
+            finally:
+                pre.close()
+            return
+        for s in steps:
+            yield s, load(s), None
     else:
         idx = [r.order(s) for s in steps]
         loader = torch.utils.data.DataLoader(torch.utils.data.Subset(r.ds, idx), batch_size=1, shuffle=False,
@@ -501,23 +525,34 @@ def loop(r: Run) -> tuple[list[float], list[float], float]:
     bar = tqdm(total=r.total, initial=r.start, desc="train", unit="step", disable=not r.show, file=sys.stderr)
     losses, times, ema = [], [], None
     module.train()
+    lazy = r.levers is not None and r.levers.lazy_loss
+    log = L.LossLog(lazy)
+    reduce = lambda x: accelerator.reduce(x, reduction="mean")   # noqa: E731
+
+    def record(rows):
+        nonlocal ema
+        for s, value, dt in rows:
+            losses.append(value)
+            times.append(dt)
+            ema = value if ema is None else 0.9 * ema + 0.1 * value
+            if csv_log:
+                csv_log.log(step=s + 1, epoch=r.order.epoch_of(s), loss=f"{value:.6g}",
+                            lr=f"{optimizer.param_groups[0]['lr']:.3g}", seconds=f"{dt:.3f}")
+        if rows:
+            bar.set_postfix(loss=f"{rows[-1][1]:.4f}", avg=f"{ema:.4f}")
+
     t_loop = time.perf_counter()
-    for s, inputs, item in _items(r):
-        t = time.perf_counter()
-        torch.manual_seed(step_seed(cfg.seed, s, rank, world))
-        loss = train_step(accelerator, module, optimizer, r.params, cfg, item=item, inputs=inputs)
-        value = float(accelerator.reduce(loss.detach().float(), reduction="mean").item())
-        dt = time.perf_counter() - t
-        losses.append(value)
-        times.append(dt)
-        ema = value if ema is None else 0.9 * ema + 0.1 * value
-        if csv_log:
-            csv_log.log(step=s + 1, epoch=r.order.epoch_of(s), loss=f"{value:.6g}",
-                        lr=f"{optimizer.param_groups[0]['lr']:.3g}", seconds=f"{dt:.3f}")
-        bar.set_postfix(loss=f"{value:.4f}", avg=f"{ema:.4f}")
-        bar.update(1)
-        r.logger.on_step_end(accelerator, module, cfg.save_every, loss=loss)
-    r.logger.on_training_end(accelerator, module, cfg.save_every)
+    with L.context(r.levers or L.Levers()):
+        for s, inputs, item in _items(r):
+            torch.manual_seed(step_seed(cfg.seed, s, rank, world))
+            loss = train_step(accelerator, module, optimizer, r.params, cfg, item=item, inputs=inputs)
+            record(log.add(s, loss, reduce))
+            if lazy and ((s + 1) % cfg.save_every == 0 or s + 1 == r.total):
+                record(log.flush())   # the loss log reaches each checkpoint's step before it is saved
+            bar.update(1)
+            r.logger.on_step_end(accelerator, module, cfg.save_every, loss=loss)
+        record(log.flush())
+        r.logger.on_training_end(accelerator, module, cfg.save_every)
     bar.close()
     if csv_log:
         csv_log.close()
