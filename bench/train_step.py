@@ -73,7 +73,17 @@ sys.path.insert(0, str(REPO))  # benchmark the working tree, not some installed 
 T2V_13B = {"has_image_input": False, "patch_size": [1, 2, 2], "in_dim": 16, "dim": 1536, "ffn_dim": 8960,
            "freq_dim": 256, "text_dim": 4096, "out_dim": 16, "num_heads": 12, "num_layers": 30, "eps": 1e-06}
 T2V_14B = dict(T2V_13B, dim=5120, ffn_dim=13824, num_heads=40, num_layers=40)
-DITS = {"1.3B": ("Wan2.1-T2V-1.3B", T2V_13B), "14B": ("Wan2.1-T2V-14B", T2V_14B)}
+# Wan2.2-TI2V-5B: diffsynth/configs/model_configs.py, hash 1f5ab770... (48 latent channels of the
+# Wan2.2 VAE, 16x spatial; per-token timesteps; the first frame's latents fused into the input).
+# The Wan2.2 A14B experts have the Wan2.1-T2V-14B DiT's dims (the T2V expert's checkpoint hashes
+# to that very entry; the I2V expert only takes in_dim 36): the "14B" figure is one expert's.
+TI2V_5B = {"has_image_input": False, "patch_size": [1, 2, 2], "in_dim": 48, "dim": 3072, "ffn_dim": 14336,
+           "freq_dim": 256, "text_dim": 4096, "out_dim": 48, "num_heads": 24, "num_layers": 30, "eps": 1e-6,
+           "seperated_timestep": True, "require_clip_embedding": False, "require_vae_embedding": False,
+           "fuse_vae_embedding_in_latents": True}
+DITS = {"1.3B": ("Wan2.1-T2V-1.3B", T2V_13B), "14B": ("Wan2.1-T2V-14B", T2V_14B), "5B": ("Wan2.2-TI2V-5B", TI2V_5B)}
+# (latent channels, VAE spatial stride) of each DiT's VAE
+LATENT = {"1.3B": (16, 8), "14B": (16, 8), "5B": (48, 16)}
 PROMPT = "a red fox running across a snowy field at dawn, the camera panning slowly to the left"
 
 
@@ -191,7 +201,9 @@ def main(argv=None) -> int:
                     help="sweep: start no configuration after this many seconds")
     ap.add_argument("--only", help="sweep: comma-separated indexes into SWEEP")
     ap.add_argument("--compare", action="store_true", help="DiffSynth's path vs wandata levers off vs auto")
-    ap.add_argument("--modes", default="diffsynth,off,auto", help="compare: which of diffsynth,off,auto")
+    ap.add_argument("--modes", default="diffsynth,off,auto",
+                    help="compare: which of diffsynth,off,auto; off+LEVER=VALUE forces one lever on the untuned path "
+                         "(e.g. off+compile=on, off+checkpointing=off, off+attention=cudnn)")
     ap.add_argument("--loss-curve", type=int, metavar="N", help="N steps levers off vs auto; losses to --json")
     ap.add_argument("--peak-tflops", type=float, default=989.0,
                     help="dense bf16 peak for MFU (default: H200 SXM's datasheet figure)")
@@ -530,10 +542,12 @@ def sweep(args) -> int:
 def _shape(args):
     """(model name, DiT kwargs, frames, height, width, rank, text_dim) of the run."""
     if args.tiny:
-        from tools.tiny_wan import TINY_DIT
+        from tools.tiny_wan import ARCHS, TINY_DIT
         f, h, w = (args.frames, args.height, args.width)
-        if (f, h, w) in ((81, 480, 832), (17, 480, 832), (33, 480, 832)):
+        if (f, h, w) in ((81, 480, 832), (17, 480, 832), (33, 480, 832), (121, 704, 1280)):
             f, h, w = 5, 32, 32
+        if args.model == "5B":
+            return "Wan2.2-TI2V-5B", dict(TINY_DIT, **ARCHS["ti2v"]), f, h, w, min(args.rank, 8), TINY_DIT["text_dim"]
         return "Wan2.1-T2V-1.3B", TINY_DIT, f, h, w, min(args.rank, 8), TINY_DIT["text_dim"]
     name, kwargs = DITS[args.model or "1.3B"]
     return name, kwargs, args.frames, args.height, args.width, args.rank, 4096
@@ -555,18 +569,24 @@ def _build_pipe(kwargs, device, dtype):
     return pipe
 
 
-def _write_cache(folder: Path, n: int, frames, height, width, text_dim) -> tuple:
-    """``n`` synthetic clips (latents, context) in a wandata encode cache on disk, as ``encode`` leaves them."""
+def _write_cache(folder: Path, n: int, frames, height, width, text_dim, model: str | None = None) -> tuple:
+    """``n`` synthetic clips (latents, context) in a wandata encode cache on disk, as ``encode`` leaves them.
+    TI2V-5B (``model`` 5B): 48 x ((F-1)/4+1) x H/16 x W/16 latents and the first frame's latents
+    with the fuse flag, as its ImageEmbedderFused unit caches them (the step then runs the
+    per-token timestep path, the first latent frame at t = 0)."""
     from wandata.train import cache as C
 
+    ch, stride = LATENT.get(model or "1.3B", (16, 8))
     cache = C.EncodeCache(folder)
     keys = []
     for k in range(n):
         g = torch.Generator().manual_seed(1000 + k)
-        lat = torch.randn(1, 16, (frames - 1) // 4 + 1, height // 8, width // 8, generator=g).to(torch.bfloat16)
+        lat = torch.randn(1, ch, (frames - 1) // 4 + 1, height // stride, width // stride, generator=g).to(torch.bfloat16)
         ctx = torch.randn(1, 512, text_dim, generator=g).to(torch.bfloat16)
         shared = {"height": height, "width": width, "num_frames": frames, "cfg_scale": 1, "cfg_merge": False,
                   "tiled": False, "vace_scale": 1, "seed": 0, "rand_device": "cpu", "input_latents": lat}
+        if ch == 48:
+            shared.update(first_frame_latents=lat[:, :, :1].clone(), fuse_vae_embedding_in_latents=True)
         key = f"{k:032x}"
         cache.put(key, (shared, {"prompt": PROMPT, "context": ctx}, {}))
         keys.append(key)
@@ -658,8 +678,9 @@ def _diffsynth_mode(args, pipe, cache, keys, accelerator, steps_total, marks, cf
 
 
 def _wandata_loop(args, pipe, cache, keys, accelerator, levers_mode, steps_total, cfg_shape, marks=None,
-                  order=None, log_losses=False):
-    """(b)/(c): wandata's step (``trainer.train_step``) with the levers of ``levers_mode``."""
+                  order=None, log_losses=False, overrides=None):
+    """(b)/(c): wandata's step (``trainer.train_step``) with the levers of ``levers_mode``;
+    ``overrides``: lever fields forced on top of it (one lever at a time, to measure each)."""
     from wandata.train import levers as L
     from wandata.train.config import DEFAULT_TARGETS, TrainConfig
     from wandata.train.module import DTYPES, WanLoRAModule
@@ -669,7 +690,7 @@ def _wandata_loop(args, pipe, cache, keys, accelerator, levers_mode, steps_total
     cfg = TrainConfig(model=cfg_shape["model"], dtype="bf16" if str(device).startswith("cuda") else "fp32",
                       lora_rank=cfg_shape["rank"], lora_targets=DEFAULT_TARGETS, num_frames=cfg_shape["frames"],
                       height=cfg_shape["height"], width=cfg_shape["width"], gradient_checkpointing=True,
-                      levers=levers_mode, steps=steps_total)
+                      levers=levers_mode, steps=steps_total, **(overrides or {}))
     torch.manual_seed(0)   # the LoRA's initial weights
     module = WanLoRAModule(pipe, cfg)
     module.to(device)
@@ -715,7 +736,7 @@ def compare(args) -> int:
     shape = {"model": model, "frames": frames, "height": height, "width": width, "rank": rank}
     accelerator = Accelerator(cpu=not cuda)
     tmp = tempfile.TemporaryDirectory(prefix="wandata-cmp-")
-    cache, keys = _write_cache(Path(tmp.name) / "cache", 2, frames, height, width, text_dim)
+    cache, keys = _write_cache(Path(tmp.name) / "cache", 2, frames, height, width, text_dim, args.model)
     common = {"gpu": torch.cuda.get_device_name() if cuda else "cpu", "torch": torch.__version__,
               "diffsynth": _pkg_version("diffsynth"), "attention_libs": attention_impl(),
               "dtype": "bf16" if cuda else "fp32", "model": model if not args.tiny else "tiny random Wan DiT",
@@ -728,8 +749,11 @@ def compare(args) -> int:
     start = time.perf_counter()
     rows = []
     for mode in [m.strip() for m in args.modes.split(",") if m.strip()]:
-        if mode not in ("diffsynth", "off", "auto"):
-            log(f"unknown mode {mode!r} (diffsynth, off, auto)")
+        base, *forced = mode.split("+")   # e.g. off+compile=on: levers none, compile forced on
+        overrides = dict(f.split("=", 1) for f in forced if "=" in f)
+        if base not in ("diffsynth", "off", "auto") or len(overrides) != len(forced) or \
+                (overrides and base == "diffsynth"):
+            log(f"unknown mode {mode!r} (diffsynth, off, auto, or off+LEVER=VALUE[+...])")
             return 2
         if time.perf_counter() - start > args.deadline:
             log(f"deadline: skipping {mode}")
@@ -746,8 +770,8 @@ def compare(args) -> int:
             if mode == "diffsynth":
                 info, module = _diffsynth_mode(args, pipe, cache, keys, accelerator, total, marks, shape)
             else:
-                info, module = _wandata_loop(args, pipe, cache, keys, accelerator, "none" if mode == "off" else "auto",
-                                             total, shape, marks)
+                info, module = _wandata_loop(args, pipe, cache, keys, accelerator, "none" if base == "off" else "auto",
+                                             total, shape, marks, overrides=overrides)
             row.update(info, **marks.result(), peak_gib=peak_gib(device))
             flops, mfu = _mfu(model, frames, height, width, rank, row["s_per_step"], args.peak_tflops)
             row.update(model_tflop_per_step=round(flops / 1e12, 1) if flops else None,
@@ -780,7 +804,7 @@ def compare(args) -> int:
     for r in rows:
         sps = r.get("s_per_step")
         f = lambda v, spec: "-" if v is None else format(v, spec)   # noqa: E731
-        print(f"{names[r['mode']]:<34}{f(sps, '.3f'):>9}{f(r.get('first_step_s'), '.1f'):>12}"
+        print(f"{names.get(r['mode'], '    ' + r['mode']):<34}{f(sps, '.3f'):>9}{f(r.get('first_step_s'), '.1f'):>12}"
               f"{f(r.get('peak_gib'), '.1f'):>10}{(f(100 * r['mfu'], '.1f') + '%') if r.get('mfu') else '-':>8}"
               f"{(f(base / sps, '.2f') + 'x') if base and sps else '-':>14}" + (f"  {r['error']}" if 'error' in r else ""))
     tmp.cleanup()
@@ -798,7 +822,7 @@ def loss_curve(args) -> int:
     shape = {"model": model, "frames": frames, "height": height, "width": width, "rank": rank}
     accelerator = Accelerator(cpu=not cuda)
     tmp = tempfile.TemporaryDirectory(prefix="wandata-loss-")
-    cache, keys = _write_cache(Path(tmp.name) / "cache", 4, frames, height, width, text_dim)
+    cache, keys = _write_cache(Path(tmp.name) / "cache", 4, frames, height, width, text_dim, args.model)
     out = {"gpu": torch.cuda.get_device_name() if cuda else "cpu", "torch": torch.__version__,
            "diffsynth": _pkg_version("diffsynth"), "model": model if not args.tiny else "tiny random Wan DiT",
            "frames": frames, "height": height, "width": width, "lora_rank": rank, "steps": args.loss_curve,

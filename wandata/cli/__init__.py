@@ -2,7 +2,7 @@
 
 One module per area: ``ingest`` (ingest, plan = ingest --dry-run, config), ``caption``
 (caption, captions), ``export`` (export, check), ``train`` (train, validate), ``report``, ``review``,
-``lora`` (lora convert), ``profiles``.
+``lora`` (lora convert), ``profiles``, ``clip`` (clip, query).
 ``options`` holds what they share. The same idea has one spelling in every command:
 ``-d/--dataset`` for the dataset, ``-o/--output`` for what the command writes.
 """
@@ -12,6 +12,7 @@ import click
 
 from wandata import __version__
 from wandata.cli.caption import caption, captions
+from wandata.cli.clip import clip, query
 from wandata.cli.export import check, export
 from wandata.cli.ingest import config, ingest, plan
 from wandata.cli.lora import lora
@@ -27,7 +28,8 @@ def main():
     """Turn raw videos into a Wan video-diffusion training set."""
 
 
-for _command in (ingest, plan, config, profiles, caption, captions, export, check, train, validate, report, review, lora):
+for _command in (ingest, plan, config, profiles, caption, captions, export, check, train, validate, report, review, lora,
+                 clip, query):
     main.add_command(_command)
 
 

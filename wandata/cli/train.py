@@ -130,7 +130,7 @@ def _refuse_ignored(ctx, phase: int, cfg=None, **given) -> None:
         refuse("checkpointing", "--no-gradient-checkpointing already turns checkpointing off")
     if was_given("download_source") and given.get("offline"):
         refuse("download_source", "--offline downloads nothing")
-    if was_given("image_encoder") and given.get("task") != "i2v":
+    if was_given("image_encoder") and given.get("task") not in ("i2v", None):   # None: --profile decides
         refuse("image_encoder", "only --task i2v uses an image encoder")
 
 
@@ -179,12 +179,16 @@ def _registry(path):
 @click.option("--model", help="Model preset: Wan2.1-T2V-1.3B, Wan2.1-T2V-14B, Wan2.1-I2V-14B-480P "
                               "(default by phase and task).")
 @click.option("--profile", type=click.Choice(PROFILE_NAMES),
-              help="Model profile (`wandata profiles`): the export's clips must fit it, and it names the model "
-                   "and task. Trained today: wan2.1-t2v-1.3b, wan2.1-t2v-14b, wan2.1-i2v-14b-480p.")
+              help="Model profile (`wandata profiles`): the export's clips must fit it, and it names the model, "
+                   "task and inputs (docs/train.md lists the profiles wandata trains).")
+@click.option("--expert", type=click.Choice(["high", "low"]),
+              help="Wan2.2 A14B: train only this expert (default: both, one after the other), in OUTPUT/high_noise "
+                   "or OUTPUT/low_noise; run one command per GPU to train them side by side.")
 @click.option("--allow-profile-mismatch", is_flag=True, help="Train even when the clips do not fit --profile.")
 @click.option("--model-dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Local folder with the model's files (as in its hub repo) instead of downloading.")
-@click.option("--dit", help="Local DiT file(s), comma-separated.")
+@click.option("--dit", help="Local DiT file(s), comma-separated (Wan2.2 A14B: the high-noise expert's).")
+@click.option("--dit2", help="Wan2.2 A14B: the low-noise expert's local DiT file(s), comma-separated.")
 @click.option("--text-encoder", help="Local text encoder file.")
 @click.option("--vae", help="Local VAE file.")
 @click.option("--image-encoder", help="Local CLIP image encoder file (i2v).")
@@ -252,7 +256,7 @@ def _registry(path):
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.pass_context
-def train(ctx, phase, dataset, settings, task, model, model_dir, dit, text_encoder, vae, image_encoder, tokenizer,
+def train(ctx, phase, dataset, settings, task, model, model_dir, dit, dit2, text_encoder, vae, image_encoder, tokenizer,
           models_root, download_source, offline, model_registry, output, cache_dir, no_cache, num_frames, size,
           max_pixels, no_gradient_checkpointing, gradient_checkpointing_offload, dry_run, as_json, quiet,
           **overrides):
@@ -286,7 +290,7 @@ def train(ctx, phase, dataset, settings, task, model, model_dir, dit, text_encod
                      use_cache=False if no_cache else None,
                      gradient_checkpointing=False if no_gradient_checkpointing else None,
                      gradient_checkpointing_offload=True if gradient_checkpointing_offload else None)
-    files = {"dit": dit, "text_encoder": text_encoder, "vae": vae, "image_encoder": image_encoder,
+    files = {"dit": dit, "dit2": dit2, "text_encoder": text_encoder, "vae": vae, "image_encoder": image_encoder,
              "tokenizer": tokenizer}
     try:
         cfg = TC.resolve(dataset=dataset, settings=settings, phase=phase, task=task, model=model, model_dir=model_dir,
@@ -428,24 +432,24 @@ def validate(ctx, lora, config_path, prompts, num_prompts, seeds, num_frames, si
     from wandata.train.models import ModelError
 
     try:
-        loras = V.find_loras(lora)
-        cfg = V.run_config(loras, config_path)
+        cfg, loras, loras2 = V.resolve_loras(lora, config_path)
         cfg.offline = cfg.offline or offline
         notes = []
         if prompts:
-            if cfg.task == "i2v":
-                raise V.ValidateError("i2v renders held-out clips (their first frame is the input image); "
-                                      "leave out --prompts")
+            if cfg.inputs():
+                raise V.ValidateError(f"{cfg.model} renders from held-out clips ({', '.join(cfg.inputs())} come "
+                                      "from them); leave out --prompts")
             plist = V.read_prompts(prompts)
         else:
-            plist, notes = V.held_out_prompts(cfg, num_prompts, with_images=cfg.task == "i2v")
+            plist, notes = V.held_out_prompts(cfg, num_prompts)
         frames, h, w = run_shape(cfg)
         if size:
             w, h = size
         plan = V.Plan(cfg=cfg, loras=loras, prompts=plist, seeds=seeds, num_frames=num_frames or frames,
                       height=h, width=w, steps=steps, cfg_scale=cfg_scale,
                       negative_prompt=V.NEGATIVE if negative_prompt is None else negative_prompt,
-                      out_dir=Path(output or loras[0].parent / "validation"), fps=cfg.fps, notes=notes)
+                      out_dir=Path(output or (Path(lora) if loras2 else loras[0].parent) / "validation"), fps=cfg.fps,
+                      notes=notes, loras2=loras2)
         with contextlib.redirect_stdout(sys.stderr):   # DiffSynth's loader talks on stdout
             summary = V.run(plan, device=device, progress=not quiet and not as_json)
     except (V.ValidateError, ModelError) as e:

@@ -116,6 +116,23 @@ class Reason(str, Enum):
                       "duplicate: perceptual-hash distance {distance} <= max_duplicate_distance {bound} to "
                       "{twin}, which is kept (to keep both lower max_duplicate_distance or remove "
                       '"duplicate" from filters)')
+    # `wandata clip` (wandata/quality/clip.py): text prompts and CLIP near-duplicates
+    clip_drop_if = ("clip_drop_if", DROP, CLIP, "CLIP: drop-if prompt",
+                    "`wandata clip --drop-if`: the clip looks like a prompt to drop",
+                    "raise --drop-threshold or leave that prompt out",
+                    'CLIP similarity {similarity:.3f} >= --drop-threshold {bound} to the --drop-if prompt '
+                    '"{prompt}" (to keep such clips raise --drop-threshold or leave the prompt out)')
+    clip_keep_if = ("clip_keep_if", DROP, CLIP, "CLIP: no keep-if prompt",
+                    "`wandata clip --keep-if`: the clip looks like none of the prompts to keep",
+                    "lower --keep-threshold or add a --keep-if prompt",
+                    'CLIP similarity {similarity:.3f} < --keep-threshold {bound} to every --keep-if prompt '
+                    '(closest "{prompt}"; to keep such clips lower --keep-threshold or add a prompt)')
+    semantic_duplicate = ("semantic_duplicate", DROP, CLIP, "CLIP: semantic duplicate",
+                          "`wandata clip --dedup`: the same scene as a clip that is kept (CLIP embeddings)",
+                          "raise --min-similarity, or pick another --keep-rule",
+                          "one of {size} clips linked at CLIP similarity >= {bound}; {twin} (clip {twin_id}) "
+                          "is kept as {why} (--keep-rule {rule}); similarity to it {similarity:.3f} (to keep "
+                          "both raise --min-similarity)")
     rejected_in_review = ("rejected_in_review", DROP, CLIP, "rejected in review",
                           "a person rejected the clip in `wandata review` (the note, if any, follows)",
                           "open `wandata review` and keep it, or undo the decision",

@@ -15,10 +15,15 @@ from pathlib import Path
 from wandata.train import models as M
 
 DEFAULT_TARGETS = "q,k,v,o,ffn.0,ffn.2"
-TASKS = ("t2v", "i2v")
+TASKS = ("t2v", "i2v", "flf2v", "ti2v", "vace")
+EXPERTS = ("high", "low")   # --expert: high_noise, low_noise
 DEEPSPEED = ("zero3", "zero2-offload")
 DTYPES = ("bf16", "fp32")
 CONFIG_NAME = "train_config.json"
+
+
+# The inputs the trainer gives the pipeline, by DiffSynth's names (train.py parse_extra_inputs).
+KNOWN_INPUTS = ("input_image", "end_image", "vace_video", "vace_reference_image")
 
 
 class ConfigError(Exception):
@@ -41,6 +46,16 @@ class TrainConfig:
     download_source: str | None = None                  # modelscope (DiffSynth's default) | huggingface
     model_registry: list = field(default_factory=list)  # extra DiffSynth model-table entries
     profile: str = ""                                   # --profile (wandata/profiles.py); "" when not named
+    extra_inputs: list = field(default_factory=list)    # DiffSynth --extra_inputs (input_image, ...)
+    data_file_keys: list = field(default_factory=lambda: ["video"])   # DiffSynth --data_file_keys
+    lora_base_model: str = "dit"                        # DiffSynth --lora_base_model: dit | vace
+    size_multiple: int = 16                             # bucket sides (32 for the Wan2.2 VAE)
+    # Wan2.2 A14B: both experts ({name, role, min/max_timestep_boundary, timesteps}); ``expert``
+    # is the one this config trains ("" = each in turn, in OUTPUT/<name>/), models["dit"/"dit2"]
+    # their DiTs. ``boundary``: where sampling switches from dit to dit2 (a fraction of 1000).
+    experts: list = field(default_factory=list)
+    expert: str = ""
+    boundary: float | None = None
     # data (from wandata_export.json)
     settings_path: str = ""
     dataset_base_path: str = ""
@@ -106,6 +121,30 @@ class TrainConfig:
             raise ConfigError(f"unknown training setting(s): {', '.join(unknown)}")
         return cls(**d)
 
+    def inputs(self) -> list[str]:
+        """The extra inputs of a row (configs from before presets named them: by task)."""
+        return list(self.extra_inputs) or (["input_image"] if self.task == "i2v" else [])
+
+    @property
+    def is_pair(self) -> bool:
+        """An A14B config that trains both experts in turn (a folder per expert)."""
+        return bool(self.experts) and not self.expert
+
+    def expert_config(self, name: str) -> "TrainConfig":
+        """The config that trains one expert of the pair: its DiT as ``dit``, its timestep range,
+        its own run folder OUTPUT/<name> beside the other's."""
+        e = next((x for x in self.experts if x["name"] == name or x["name"].startswith(name + "_")), None)
+        if e is None:
+            raise ConfigError(f"expert {name!r}: this run has {', '.join(x['name'] for x in self.experts) or 'none'}")
+        d = self.to_dict()
+        models = dict(d["models"])
+        models["dit"] = models.pop(e["role"])
+        models.pop("dit2", None)
+        out = Path(self.output_dir)
+        d.update(models=models, expert=e["name"], min_timestep_boundary=e["min_timestep_boundary"],
+                 max_timestep_boundary=e["max_timestep_boundary"], output_dir=str(out / e["name"]))
+        return TrainConfig.from_dict(d)
+
     def specs(self) -> dict[str, M.ModelSpec]:
         return M.specs_from_json(self.models)
 
@@ -128,9 +167,24 @@ class TrainConfig:
             problems.append(f"phase {self.phase}: 1 (one GPU) or 2 (accelerate + DeepSpeed)")
         if self.task not in TASKS:
             problems.append(f"task {self.task!r}: choose {' or '.join(TASKS)}")
-        if self.task == "i2v" and "image_encoder" not in self.models:
+        preset = M.PRESETS.get(self.model)
+        if (self.task == "i2v" and "image_encoder" not in self.models
+                and (preset is None or preset.image_encoder or preset.task != "i2v")):
             problems.append("task i2v needs an image encoder (CLIP): use the Wan2.1-I2V-14B-480P model "
                             "or pass --image-encoder")
+        unknown = sorted(set(self.inputs()) - set(KNOWN_INPUTS))
+        if unknown:
+            problems.append(f"extra_inputs {', '.join(unknown)}: the trainer feeds {', '.join(KNOWN_INPUTS)}")
+        if self.lora_base_model not in ("dit", "vace"):
+            problems.append(f"lora_base_model {self.lora_base_model!r}: dit or vace")
+        if self.experts:
+            names = [e["name"] for e in self.experts]
+            if self.expert and self.expert not in names:
+                problems.append(f"expert {self.expert!r}: choose one of {', '.join(names)}")
+            roles = [e["role"] for e in self.experts] if not self.expert else ["dit"]
+            for role in roles:
+                if role not in self.models:
+                    problems.append(f"no {role} model (the {names[roles.index(role)] if not self.expert else self.expert} expert)")
         if self.dtype not in DTYPES:
             problems.append(f"dtype {self.dtype!r}: choose {' or '.join(DTYPES)}")
         if self.deepspeed not in DEEPSPEED:
@@ -140,8 +194,8 @@ class TrainConfig:
         if (self.height is None) != (self.width is None):
             problems.append("height and width go together (a fixed size) or are both unset (dynamic)")
         for side in (self.height, self.width):
-            if side is not None and side % 16:
-                problems.append(f"size {self.width}x{self.height}: sides must be multiples of 16")
+            if side is not None and side % self.size_multiple:
+                problems.append(f"size {self.width}x{self.height}: sides must be multiples of {self.size_multiple}")
                 break
         if self.lora_rank < 1:
             problems.append("lora rank must be at least 1")
@@ -225,10 +279,9 @@ def _profile_model(name: str, s: dict, allow_mismatch: bool, model: str | None, 
     if why and not allow_mismatch:
         raise ConfigError(why)
     p = P.get(name)
-    preset = next((x for x in M.PRESETS.values() if p.dit is not None and x.model_id == p.dit.model_id), None)
+    preset = M.preset_for_profile(name)
     if preset is None:
-        ids = {x.model_id for x in M.PRESETS.values()}
-        known = [q.name for q in P.PROFILES.values() if q.dit and q.dit.model_id in ids]
+        known = [x.profile for x in M.PRESETS.values()]
         raise ConfigError(f"wandata train has no model preset for profile {name} ({p.title}) yet; it trains "
                           f"{', '.join(known)}")
     if model and model != preset.name:
@@ -238,11 +291,24 @@ def _profile_model(name: str, s: dict, allow_mismatch: bool, model: str | None, 
     return preset.name, preset.task
 
 
+def _check_inputs(preset, s: dict, settings_path) -> None:
+    """The files the model reads beside each clip (VACE: vace_video, vace_reference_image) must
+    be columns of the export; the images I2V/FLF2V/TI2V take come from the clip itself."""
+    have = set((s.get("conditioning") or {}).get("data_file_keys") or ["video"])
+    need = [k for k in preset.data_file_keys if k not in have]
+    if need:
+        spec = ",".join(f"{k}:canny" if k.endswith("_video") else k for k in need)
+        raise ConfigError(f"{preset.name} reads {', '.join(need)} beside each clip, and the export {settings_path} "
+                          f"has no such column: re-export with `wandata export --with {spec}` (any control "
+                          "extractor; docs/export.md)")
+
+
 def resolve(*, dataset: Path | None = None, settings: Path | None = None, phase: int = 1, task: str = "t2v",
             model: str | None = None, model_dir: Path | None = None, files: dict[str, str | None] | None = None,
             models_root: str | None = None, output_dir: Path | None = None, cache_dir: Path | None = None,
             num_frames: int | None = None, size: tuple[int, int] | None = None, max_pixels: int | None = None,
-            profile: str | None = None, allow_profile_mismatch: bool = False, **overrides) -> TrainConfig:
+            profile: str | None = None, allow_profile_mismatch: bool = False, expert: str | None = None,
+            **overrides) -> TrainConfig:
     """Build a run's config from the export settings, the model choice and the flags. With
     ``profile`` (a model profile), the export's clips must fit it and it names the model."""
     from wandata.export import ExportError, read_settings
@@ -258,18 +324,27 @@ def resolve(*, dataset: Path | None = None, settings: Path | None = None, phase:
                           f"metadata: run `wandata export -f jsonl`")
     if profile:
         model, task = _profile_model(profile, s, allow_profile_mismatch, model, task)
+    if model in M.PRESETS and M.PRESETS[model].task not in ("t2v", "i2v"):
+        task = M.PRESETS[model].task   # FLF2V, TI2V, VACE: the model has one task
     task = task or "t2v"
     model = model or M.default_model(phase, task)
     if model not in M.PRESETS:
         raise ConfigError(f"unknown model {model!r}; choose one of {', '.join(M.PRESETS)}")
-    image_encoder = task == "i2v"
+    preset = M.PRESETS[model]
+    _check_inputs(preset, s, settings_path)
+    image_encoder = preset.image_encoder or (task == "i2v" and preset.task != "i2v")
     try:
-        specs = M.specs_from_dir(model_dir, image_encoder) if model_dir else {}
+        specs = M.specs_from_dir(model_dir, image_encoder, preset) if model_dir else {}
     except M.ModelError as e:
         raise ConfigError(str(e), e.items) from None
     for role, spec in M.preset_specs(model).items():
         specs.setdefault(role, spec)
-    for role, value in (files or {}).items():
+    files = files or {}
+    if files.get("dit2") and not preset.experts:
+        raise ConfigError(f"--dit2 is the low-noise expert of a Wan2.2 A14B model; {model} has one DiT")
+    if files.get("image_encoder") and not image_encoder:
+        raise ConfigError(f"--image-encoder: {model} takes no CLIP image encoder")
+    for role, value in files.items():
         if value:
             specs[role] = M.ModelSpec(paths=[str(Path(p).resolve()) for p in str(value).split(",")])
     if not image_encoder:
@@ -288,7 +363,25 @@ def resolve(*, dataset: Path | None = None, settings: Path | None = None, phase:
         fps=s.get("fps") or 16.0, num_clips=(s.get("num_clips") or {}).get("train", 0),
         output_dir=str(out), cache_dir=str(Path(cache_dir or base / ".wandata-cache" / "encode").resolve()),
         profile=profile or "",
+        extra_inputs=list(preset.extra_inputs) or (["input_image"] if task == "i2v" else []),
+        data_file_keys=list(preset.data_file_keys), lora_base_model=preset.lora_base_model,
+        size_multiple=preset.size_multiple, boundary=preset.boundary,
+        experts=[{"name": e.name, "role": e.role, "min_timestep_boundary": e.min_timestep_boundary,
+                  "max_timestep_boundary": e.max_timestep_boundary, "timesteps": list(e.timesteps)}
+                 for e in preset.experts],
     )
+    if expert:
+        if not preset.experts:
+            raise ConfigError(f"--expert {expert}: {model} has one DiT; --expert picks one of the two of a "
+                              "Wan2.2 A14B model")
+        # OUTPUT/<expert>, beside where the other expert's run goes, so validate finds both
+        cfg = cfg.expert_config(expert)
+    if preset.experts:
+        given = [k for k in ("min_timestep_boundary", "max_timestep_boundary") if overrides.get(k) is not None]
+        if given:
+            raise ConfigError(f"{model} trains each expert on its own timestep range (docs/train.md); "
+                              f"{' and '.join('--' + k.split('_')[0] + '-timestep' for k in given)} would move it: "
+                              "leave them out")
     for k, v in overrides.items():
         if v is None:
             continue

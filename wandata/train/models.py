@@ -3,7 +3,12 @@
 A model role (``dit``, ``text_encoder``, ``vae``, ``image_encoder``, ``tokenizer``) is
 either a hub id plus a file pattern, fetched by DiffSynth's own ``ModelConfig``
 download path (ModelScope by default, Hugging Face with ``download_source``), or
-local files. Presets name the Wan2.1 checkpoints the two phases use.
+local files. Presets name the checkpoints wandata trains, one per model profile
+(wandata/profiles.py): which files, which inputs a row gives the model (DiffSynth's
+``--extra_inputs``), which module carries the LoRA (DiffSynth's ``--lora_base_model``) and,
+for the Wan2.2 A14B pair, the two experts (roles ``dit``: high noise, ``dit2``: low noise,
+as DiffSynth's pipeline names them), each with its timestep range. docs/train.md cites
+DiffSynth's example script for each preset.
 
 Offline mode never touches the network: hub-id roles must already be under the
 models root (DiffSynth's layout, ``ROOT/<model id>/<files>``), checked up front.
@@ -17,12 +22,15 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-ROLES = ("dit", "text_encoder", "vae", "image_encoder", "tokenizer")
+from wandata import profiles as P
 
-T5 = "models_t5_umt5-xxl-enc-bf16.pth"
-VAE21 = "Wan2.1_VAE.pth"
-CLIP = "models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth"
-DIT = "diffusion_pytorch_model*.safetensors"
+ROLES = ("dit", "dit2", "text_encoder", "vae", "image_encoder", "tokenizer")
+
+T5 = P.T5
+VAE21 = P.VAE21
+VAE22 = P.VAE22
+CLIP = P.CLIP
+DIT = P.DIT
 TOKENIZER_ID, TOKENIZER_PATTERN = "Wan-AI/Wan2.1-T2V-1.3B", "google/umt5-xxl/"
 
 # DiffSynth's from_pretrained swaps the .pth text encoder / VAE / CLIP files of any repo
@@ -35,7 +43,21 @@ REDIRECTS = {
     CLIP: ("DiffSynth-Studio/Wan-Series-Converted-Safetensors",
            "models_clip_open-clip-xlm-roberta-large-vit-huge-14.safetensors"),
     VAE21: ("DiffSynth-Studio/Wan-Series-Converted-Safetensors", "Wan2.1_VAE.safetensors"),
+    VAE22: ("DiffSynth-Studio/Wan-Series-Converted-Safetensors", "Wan2.2_VAE.safetensors"),
 }
+
+
+@dataclass
+class Expert:
+    """One expert of an A14B pair: the pipeline role its DiT takes and the part of DiffSynth's
+    training schedule it draws timesteps from (--min/--max_timestep_boundary, fractions of
+    the schedule's index; wandata/profiles.py derives them from the model's boundary)."""
+    name: str                      # "high_noise" | "low_noise"
+    role: str                      # "dit" | "dit2"
+    pattern: str
+    min_timestep_boundary: float
+    max_timestep_boundary: float
+    timesteps: tuple[float, float]
 
 
 @dataclass
@@ -45,13 +67,45 @@ class Preset:
     task: str
     params_b: float          # DiT parameters, billions (for estimates across models)
     image_encoder: bool = False
+    profile: str = ""                    # the profile (wandata/profiles.py) it trains
+    vae: str = VAE21
+    extra_inputs: tuple[str, ...] = ()   # DiffSynth --extra_inputs
+    data_file_keys: tuple[str, ...] = ("video",)   # DiffSynth --data_file_keys
+    lora_base_model: str = "dit"         # DiffSynth --lora_base_model
+    size_multiple: int = 16
+    experts: tuple[Expert, ...] = ()
+    boundary: float | None = None        # the experts' switch, a fraction of 1000 timesteps
 
 
+def _preset(name: str, profile: str, params_b: float, lora_base_model: str = "dit") -> Preset:
+    p = P.get(profile)
+    repo = (p.dit or p.experts[0].dit).model_id
+    experts = tuple(Expert(e.name, role, e.dit.pattern, e.min_timestep_boundary, e.max_timestep_boundary,
+                           tuple(e.timesteps)) for e, role in zip(p.experts, ("dit", "dit2")))
+    return Preset(name, repo, "i2v" if p.task == "i2v" else p.task, params_b, image_encoder=p.image_encoder is not None,
+                  profile=profile, vae=p.vae.pattern, extra_inputs=p.extra_inputs, data_file_keys=p.data_file_keys,
+                  lora_base_model=lora_base_model, size_multiple=p.size_multiple, experts=experts,
+                  boundary=p.boundary)
+
+
+# DiT parameters: diffsynth's WanModel with each model_configs.py entry's extra_kwargs, counted
+# on the meta device (the A14B figure is one expert; VACE counts the DiT without its VACE blocks).
 PRESETS = {p.name: p for p in (
-    Preset("Wan2.1-T2V-1.3B", "Wan-AI/Wan2.1-T2V-1.3B", "t2v", 1.42),
-    Preset("Wan2.1-T2V-14B", "Wan-AI/Wan2.1-T2V-14B", "t2v", 14.29),
-    Preset("Wan2.1-I2V-14B-480P", "Wan-AI/Wan2.1-I2V-14B-480P", "i2v", 16.39, image_encoder=True),
+    _preset("Wan2.1-T2V-1.3B", "wan2.1-t2v-1.3b", 1.42),
+    _preset("Wan2.1-T2V-14B", "wan2.1-t2v-14b", 14.29),
+    _preset("Wan2.1-I2V-14B-480P", "wan2.1-i2v-14b-480p", 16.39),
+    _preset("Wan2.1-I2V-14B-720P", "wan2.1-i2v-14b-720p", 16.39),
+    _preset("Wan2.1-FLF2V-14B-720P", "wan2.1-flf2v-14b-720p", 16.39),
+    _preset("Wan2.2-TI2V-5B", "wan2.2-ti2v-5b", 5.0),
+    _preset("Wan2.2-T2V-A14B", "wan2.2-t2v-a14b", 14.29),
+    _preset("Wan2.2-I2V-A14B", "wan2.2-i2v-a14b", 14.29),
+    # DiffSynth's Wan2.1-VACE-1.3B.sh puts the LoRA on the VACE blocks (--lora_base_model vace).
+    _preset("Wan2.1-VACE-1.3B", "wan2.1-vace-1.3b", 1.42, lora_base_model="vace"),
 )}
+
+
+def preset_for_profile(profile: str) -> Preset | None:
+    return next((p for p in PRESETS.values() if p.profile == profile), None)
 
 
 def default_model(phase: int, task: str) -> str:
@@ -85,10 +139,12 @@ def preset_specs(name: str) -> dict[str, ModelSpec]:
     if name not in PRESETS:
         raise ModelError(f"unknown model {name!r}; choose one of {', '.join(PRESETS)}")
     p = PRESETS[name]
-    specs = {"dit": ModelSpec(model_id=p.model_id, pattern=DIT),
-             "text_encoder": ModelSpec(model_id=p.model_id, pattern=T5),
-             "vae": ModelSpec(model_id=p.model_id, pattern=VAE21),
-             "tokenizer": ModelSpec(model_id=TOKENIZER_ID, pattern=TOKENIZER_PATTERN)}
+    specs = {"dit": ModelSpec(model_id=p.model_id, pattern=DIT)}
+    for e in p.experts:   # the pair: dit (high noise), dit2 (low noise)
+        specs[e.role] = ModelSpec(model_id=p.model_id, pattern=e.pattern)
+    specs.update({"text_encoder": ModelSpec(model_id=p.model_id, pattern=T5),
+                  "vae": ModelSpec(model_id=p.model_id, pattern=p.vae),
+                  "tokenizer": ModelSpec(model_id=TOKENIZER_ID, pattern=TOKENIZER_PATTERN)})
     if p.image_encoder:
         specs["image_encoder"] = ModelSpec(model_id=p.model_id, pattern=CLIP)
     for spec in specs.values():
@@ -97,7 +153,7 @@ def preset_specs(name: str) -> dict[str, ModelSpec]:
     return specs
 
 
-def specs_from_dir(model_dir: Path, image_encoder: bool) -> dict[str, ModelSpec]:
+def specs_from_dir(model_dir: Path, image_encoder: bool, preset: Preset | None = None) -> dict[str, ModelSpec]:
     """A local folder laid out like the hub repo (the original or the converted files)."""
     model_dir = Path(model_dir)
 
@@ -108,9 +164,12 @@ def specs_from_dir(model_dir: Path, image_encoder: bool) -> dict[str, ModelSpec]
                 return hits
         raise ModelError(f"{model_dir}: no file matches {' or '.join(patterns)}; pass it with its own flag")
 
-    specs = {"dit": ModelSpec(paths=find(DIT)),
-             "text_encoder": ModelSpec(paths=find(REDIRECTS[T5][1], T5)),
-             "vae": ModelSpec(paths=find(REDIRECTS[VAE21][1], VAE21))}
+    vae = preset.vae if preset else VAE21
+    specs = {e.role: ModelSpec(paths=find(e.pattern)) for e in (preset.experts if preset else ())}
+    if not specs:
+        specs["dit"] = ModelSpec(paths=find(DIT))
+    specs.update({"text_encoder": ModelSpec(paths=find(REDIRECTS[T5][1], T5)),
+                  "vae": ModelSpec(paths=find(REDIRECTS[vae][1], vae))})
     tok = model_dir / TOKENIZER_PATTERN
     if tok.is_dir():
         specs["tokenizer"] = ModelSpec(paths=[str(tok)])

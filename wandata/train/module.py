@@ -1,4 +1,4 @@
-"""The training module: a ``WanVideoPipeline`` with a LoRA on its DiT.
+"""The training module: a ``WanVideoPipeline`` with a LoRA on its DiT (VACE: on its VACE blocks).
 
 Built on DiffSynth's public API: ``DiffusionTrainingModule`` (LoRA injection through
 ``switch_pipe_to_training_mode``, trainable-state export, device transfer), the
@@ -22,6 +22,39 @@ from wandata.train.config import TrainConfig
 DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
 ENCODER_ROLES = ("text_encoder", "vae", "image_encoder")
 LORA_PREFIX = "pipe.dit."
+# The WanModel flags the encode units read from ``pipe.dit`` (diffsynth pipelines/wan_video.py:
+# ImageEmbedderCLIP, ImageEmbedderVAE, ImageEmbedderFused) and WanModel's defaults for them.
+DIT_FLAGS = {"require_clip_embedding": True, "require_vae_embedding": True, "fuse_vae_embedding_in_latents": False,
+             "has_image_pos_emb": False, "has_image_input": False, "seperated_timestep": False}
+
+
+def lora_prefix(cfg: TrainConfig) -> str:
+    return f"pipe.{cfg.lora_base_model}."
+
+
+def dit_flags(dit_files: list[str], registry: list | None = None) -> dict:
+    """The DiT's conditioning flags, from the model-table entry DiffSynth loads it with (matched
+    by the checkpoint's key hash, as its loader matches it): the encode pass runs without the
+    DiT, and these decide which image encodings a clip gets (CLIP features, ``y``, fused first
+    frame). Part of the cache key."""
+    from diffsynth.configs import MODEL_CONFIGS
+    from diffsynth.core.loader import hash_model_file
+
+    M.register_models(registry or [])
+    h = hash_model_file(dit_files if len(dit_files) > 1 else dit_files[0])
+    rows = [c for c in MODEL_CONFIGS if c.get("model_hash") == h and c.get("model_name") == "wan_video_dit"]
+    if not rows:
+        raise M.ModelError(f"{', '.join(dit_files)}: DiffSynth's model table has no Wan DiT with these weights' "
+                           "shapes; pass its entry with --model-registry")
+    kw = rows[0].get("extra_kwargs") or {}
+    return {k: kw.get(k, v) for k, v in DIT_FLAGS.items()}
+
+
+class DiTFlags:
+    """Stands in for ``pipe.dit`` while only the encoders are loaded: the flags, nothing else."""
+
+    def __init__(self, flags: dict):
+        self.__dict__.update(flags)
 
 
 def resolve_files(cfg: TrainConfig, roles, main_first=None) -> dict[str, list[str]]:
@@ -53,18 +86,42 @@ def load_pipeline(cfg: TrainConfig, files: dict[str, list[str]], device="cpu", n
     return pipe
 
 
+def _column(data: dict, name: str):
+    value = data.get(name)
+    if not isinstance(value, list) or not value:
+        raise ValueError(f"clip {data.get('video_path', data.get('video', '?'))}: column {name} is {value!r}, not a "
+                         f"loaded file; export with --with {name}")
+    return value
+
+
 class WanLoRAModule(DiffusionTrainingModule):
     """``forward(data)`` encodes and steps; ``forward(inputs=cached)`` steps from the cache."""
 
-    def __init__(self, pipe, cfg: TrainConfig, with_lora: bool = True):
+    def __init__(self, pipe, cfg: TrainConfig, with_lora: bool = True, flags: dict | None = None):
         super().__init__()
         self.pipe = pipe
         self.cfg = cfg
-        has_dit = pipe.dit is not None
+        base = cfg.lora_base_model
+        has_base = isinstance(getattr(pipe, base, None), torch.nn.Module)
+        if with_lora and pipe.dit is not None and not has_base:
+            raise M.ModelError(f"{cfg.model} trains its LoRA on the pipeline's {base}, and the loaded checkpoints "
+                               f"hold none (DiffSynth's model table maps no file to wan_video_{base})")
         self.switch_pipe_to_training_mode(
             pipe, trainable_models=None,
-            lora_base_model="dit" if (has_dit and with_lora) else None,
+            lora_base_model=base if (has_base and with_lora) else None,
             lora_target_modules=cfg.lora_targets, lora_rank=cfg.lora_rank, task="sft:train")
+        if pipe.dit is None and flags is not None:
+            pipe.dit = DiTFlags(flags)   # only the encoders are loaded: their units read these flags
+        # The timestep of each step, as the DiT receives it (FlowMatchSFTLoss draws it inside):
+        # the trainer logs it (timesteps.csv), so a run shows which range each expert trained on.
+        self.last_timestep = None
+        model_fn = pipe.model_fn
+
+        def recording_model_fn(*args, **kwargs):
+            t = kwargs.get("timestep")
+            self.last_timestep = float(t.reshape(-1)[0]) if isinstance(t, torch.Tensor) else t
+            return model_fn(*args, **kwargs)
+        pipe.model_fn = recording_model_fn
         # Units that touch the DiT run at every step; all others only encode.
         self.train_units, self.encode_units = pipe.split_pipeline_units(["dit"])
         # DiffSynth's own checkpointing flag; wandata.train.levers.apply may take checkpointing over.
@@ -83,8 +140,17 @@ class WanLoRAModule(DiffusionTrainingModule):
             # from the cache and a step that encodes first see the same random numbers.
             "seed": 0, "rand_device": "cpu",
         }
-        if self.cfg.task == "i2v":
-            shared["input_image"] = video[0]   # the clip's first frame, as cropped for training
+        # DiffSynth's train.py parse_extra_inputs: the I2V / FLF2V images are the loaded clip's
+        # first and last frames (as cropped for training); VACE's columns are loaded files.
+        for name in self.cfg.inputs():
+            if name == "input_image":
+                shared["input_image"] = video[0]
+            elif name == "end_image":
+                shared["end_image"] = video[-1]
+            elif name == "vace_reference_image":
+                shared[name] = _column(data, name)[0]
+            else:
+                shared[name] = _column(data, name)
         return shared, {"prompt": prompt}, {}
 
     @torch.no_grad()
@@ -114,16 +180,18 @@ class WanLoRAModule(DiffusionTrainingModule):
     def lora_state_dict(self, state_dict: dict | None = None) -> dict:
         """Trainable (LoRA) weights with DiffSynth's keys: ``blocks.0.self_attn.q.lora_A.default.weight``."""
         sd = self.state_dict() if state_dict is None else state_dict
-        return self.export_trainable_state_dict(sd, remove_prefix=LORA_PREFIX)
+        return self.export_trainable_state_dict(sd, remove_prefix=lora_prefix(self.cfg))
 
     def load_lora_weights(self, path: str | Path) -> int:
         """Load a LoRA file written by ``lora_state_dict`` back into the injected LoRA."""
-        self.resume_from_checkpoint(str(path), remove_prefix_in_ckpt=LORA_PREFIX)
+        self.resume_from_checkpoint(str(path), remove_prefix_in_ckpt=lora_prefix(self.cfg))
         from safetensors import safe_open
         with safe_open(str(path), framework="pt") as f:
             return len(list(f.keys()))
 
     def free_encoders(self) -> None:
+        if isinstance(self.pipe.dit, DiTFlags):
+            self.pipe.dit = None
         for role in ENCODER_ROLES:
             setattr(self.pipe, role, None)
         self.pipe.tokenizer = None

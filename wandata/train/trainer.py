@@ -11,7 +11,11 @@
    (LoRA weights only, keys DiffSynth's ``load_lora`` reads), the same weights in ComfyUI's
    layout (``step-N.comfyui.safetensors``, see wandata.lora) and the optimizer state
    for resuming (``step-N.state.safetensors``; DeepSpeed: accelerate's folder
-   ``step-N.state/``). ``loss.csv`` gets one row per step.
+   ``step-N.state/``). ``loss.csv`` gets one row per step, ``timesteps.csv`` the timestep
+   the DiT was trained at in each step.
+4. A Wan2.2 A14B pair (``cfg.is_pair``) trains its experts one after the other, each a run
+   of the above in ``OUTPUT/high_noise`` and ``OUTPUT/low_noise`` with its own DiT and
+   timestep range; both read the same cache (the encoders are the pair's).
 """
 from __future__ import annotations
 
@@ -40,7 +44,9 @@ from wandata.train import data as D
 from wandata.train import levers as L
 from wandata.train import models as M
 from wandata.train.config import TrainConfig
-from wandata.train.module import DTYPES, ENCODER_ROLES, LORA_PREFIX, WanLoRAModule, load_pipeline, resolve_files
+from wandata.lora.convert import LoRAError
+from wandata.train.module import (DTYPES, ENCODER_ROLES, WanLoRAModule, dit_flags, load_pipeline, lora_prefix,
+                                  resolve_files)
 
 STATE_FORMAT = "wandata.train-state/1"
 CKPT_RE = re.compile(r"^step-(\d+)\.safetensors$")
@@ -146,7 +152,10 @@ def lora_metadata(cfg: TrainConfig, step: int) -> dict:
     return {"format": "pt", "wandata.format": LORA_FORMAT, "wandata.version": __version__,
             "base_model": cfg.model, "task": cfg.task, "lora_rank": str(cfg.lora_rank),
             "lora_alpha": str(cfg.lora_rank), "lora_targets": cfg.lora_targets, "step": str(step),
-            "num_frames": str(cfg.num_frames), "height": str(cfg.height), "width": str(cfg.width)}
+            "num_frames": str(cfg.num_frames), "height": str(cfg.height), "width": str(cfg.width),
+            "lora_base_model": cfg.lora_base_model, "expert": cfg.expert, "profile": cfg.profile,
+            "min_timestep_boundary": str(cfg.min_timestep_boundary),
+            "max_timestep_boundary": str(cfg.max_timestep_boundary)}
 
 
 def _readable(path: Path) -> None:
@@ -198,11 +207,12 @@ class RunLogger(ModelLogger):
     LoRA-only safetensors with metadata plus the state needed to resume."""
 
     def __init__(self, cfg: TrainConfig, optimizer, start_step: int):
-        super().__init__(cfg.output_dir, remove_prefix_in_ckpt=LORA_PREFIX)
+        super().__init__(cfg.output_dir, remove_prefix_in_ckpt=lora_prefix(cfg))
         self.cfg = cfg
         self.optimizer = optimizer
         self.num_steps = start_step
         self.saved: list[str] = []
+        self.comfyui_skipped: str = ""
 
     def _lora(self, accelerator, model) -> dict:
         unwrapped = accelerator.unwrap_model(model)
@@ -231,9 +241,13 @@ class RunLogger(ModelLogger):
             self.saved.append(str(path))
             # The same weights in ComfyUI's key layout beside it (docs/lora.md), named as
             # `wandata lora convert step-N.safetensors --to comfyui` would name it.
-            comfy, summary = convert_state_dict(lora, "comfyui")
-            save_lora(default_output(path, "comfyui"), comfy, output_metadata(
-                lora_metadata(self.cfg, step), summary["layout_in"], "comfyui"))
+            try:
+                comfy, summary = convert_state_dict(lora, "comfyui")
+            except LoRAError as e:   # VACE blocks: no layout of wandata.lora names them yet
+                self.comfyui_skipped = f"no ComfyUI copy: {e}"
+            else:
+                save_lora(default_output(path, "comfyui"), comfy, output_metadata(
+                    lora_metadata(self.cfg, step), summary["layout_in"], "comfyui"))
         extra = {"seed": self.cfg.seed, "world_size": accelerator.num_processes}
         if accelerator.num_processes > 1 or getattr(accelerator.state, "deepspeed_plugin", None) is not None:
             kwargs = {"exclude_frozen_parameters": True} if getattr(accelerator.state, "deepspeed_plugin", None) else {}
@@ -258,8 +272,9 @@ class RunLogger(ModelLogger):
 class LossCSV:
     FIELDS = ["step", "epoch", "loss", "lr", "seconds"]
 
-    def __init__(self, path: Path, start_step: int):
+    def __init__(self, path: Path, start_step: int, fields: list[str] | None = None):
         self.path = path
+        self.FIELDS = list(fields or self.FIELDS)
         rows = []
         if start_step and path.exists():   # a resumed run drops what came after its checkpoint
             with open(path, newline="", encoding="utf-8") as f:
@@ -286,15 +301,23 @@ def _first(batch):
     return batch[0]
 
 
-def clip_keys(cfg: TrainConfig, ds, encoder_files: dict[str, list[str]]) -> list[str]:
+def clip_keys(cfg: TrainConfig, ds, encoder_files: dict[str, list[str]], flags: dict | None = None) -> list[str]:
+    from wandata.confine import OutsideRoot
+
     fp = M.fingerprint(encoder_files)
-    settings = D.encode_settings(cfg)
+    settings = D.encode_settings(cfg, flags)
+    columns = [k for k in (cfg.data_file_keys or ["video"]) if k != "video"]
     keys, bad = [], []
     for i in range(len(ds.data)):
         prompt = D.clip_prompt(ds, i)
         if not isinstance(prompt, str) or not prompt.strip():
             bad.append(f"{ds.data[i].get('video')}: prompt {prompt!r}")
-        keys.append(C.cache_key(C.file_hash(D.clip_path(ds, i)), prompt if isinstance(prompt, str) else "", fp, settings))
+        try:
+            # the clip, and each conditioning file read beside it (VACE), by content
+            content = "+".join(C.file_hash(D.clip_path(ds, i, col)) for col in ["video", *columns])
+        except (OutsideRoot, KeyError, TypeError, OSError) as e:
+            raise TrainError(f"{cfg.metadata_path}: row {i} ({ds.data[i].get('video')}): {e}; re-export") from None
+        keys.append(C.cache_key(content, prompt if isinstance(prompt, str) else "", fp, settings))
     if bad:
         raise TrainError(f"{len(bad)} clips have no text prompt; caption them and re-export "
                          f"(`wandata export` refuses empty captions)", bad)
@@ -302,7 +325,7 @@ def clip_keys(cfg: TrainConfig, ds, encoder_files: dict[str, list[str]]) -> list
 
 
 def encode_missing(cfg: TrainConfig, accelerator, ds, keys: list[str], cache: C.EncodeCache,
-                   encoder_files: dict, progress: bool) -> dict:
+                   encoder_files: dict, progress: bool, flags: dict | None = None) -> dict:
     """Encode this process's share of the clips whose cache entry is missing."""
     missing = [i for i, k in enumerate(keys) if not cache.has(k)]
     mine = missing[accelerator.process_index::accelerator.num_processes]
@@ -312,15 +335,18 @@ def encode_missing(cfg: TrainConfig, accelerator, ds, keys: list[str], cache: C.
 
         t0 = time.perf_counter()
         pipe = load_pipeline(cfg, encoder_files, device=accelerator.device, no_zero3_init=no_zero3_init(accelerator))
-        enc = WanLoRAModule(pipe, cfg, with_lora=False)
+        enc = WanLoRAModule(pipe, cfg, with_lora=False, flags=flags)
         stats["load_seconds"] = time.perf_counter() - t0
         loader = torch.utils.data.DataLoader(torch.utils.data.Subset(ds, mine), batch_size=1, shuffle=False,
                                              collate_fn=_first, num_workers=cfg.num_workers)
         t0 = time.perf_counter()
         bar = tqdm(total=len(mine), desc="encode", unit="clip", disable=not progress, file=sys.stderr)
         for i, item in zip(mine, loader):
-            cache.put(keys[i], enc.encode(item), info={"video": ds.data[i]["video"], "frames": len(item["video"]),
-                                                       "size": list(item["video"][0].size)})
+            encoded = enc.encode(item)
+            cache.put(keys[i], encoded, info={"video": ds.data[i]["video"], "frames": len(item["video"]),
+                                              "size": list(item["video"][0].size), "inputs": cfg.inputs(),
+                                              "tensors": sorted(k for k, v in encoded[0].items()
+                                                                if isinstance(v, torch.Tensor))})
             stats["encoded"] += 1
             bar.update(1)
         bar.close()
@@ -384,12 +410,46 @@ class Run:
 
 
 def run(cfg: TrainConfig, accelerator=None, progress: bool = True) -> dict:
-    """Train; returns a summary (checkpoints, losses, timings)."""
+    """Train; returns a summary (checkpoints, losses, timings). A Wan2.2 A14B pair trains its
+    high-noise expert, then its low-noise one (``run_pair``)."""
+    if cfg.is_pair:
+        return run_pair(cfg, accelerator, progress)
     r = prepare(cfg, accelerator, progress)
     build(r)
     restore(r)
     losses, times, seconds = loop(r)
     return finish(r, losses, times, seconds)
+
+
+def run_pair(cfg: TrainConfig, accelerator=None, progress: bool = True) -> dict:
+    """Both experts of an A14B model, one after the other, each in OUTPUT/<expert> with its own
+    DiT, timestep range and LoRA; the pair's config stays in OUTPUT (what `wandata validate
+    --lora OUTPUT` reads). Separate GPUs: one `wandata train --expert high|low` each."""
+    cfg.validate()
+    check_output_dir(cfg)
+    accelerator = accelerator or make_accelerator(cfg)
+    if accelerator.is_main_process:
+        cfg.save()
+    summary = {"output_dir": cfg.output_dir, "experts": {}, "checkpoints": [], "losses": [], "step_seconds": [],
+               "train_seconds": 0.0}
+    for e in cfg.experts:
+        one = cfg.expert_config(e["name"])
+        if one.resume == "auto":   # an expert that already reached its last step is done
+            done = [n for n, _ in checkpoints(one.output_dir)]
+            if done and done[-1] >= one.total_steps(accelerator.num_processes):
+                summary["experts"][e["name"]] = {"skipped": f"already trained to step {done[-1]}"}
+                continue
+        s = run(one, accelerator, progress)
+        summary["experts"][e["name"]] = {k: v for k, v in s.items() if k not in ("losses", "step_seconds")}
+        for k in ("checkpoints", "losses", "step_seconds"):
+            summary[k] += s[k]
+        summary["train_seconds"] += s["train_seconds"]
+        for k in ("steps", "start_step", "world_size", "encode"):
+            summary.setdefault(k, s.get(k))
+        summary["final"] = cfg.output_dir   # validate takes the pair's folder
+    if accelerator.is_main_process:
+        (Path(cfg.output_dir) / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    return summary
 
 
 def prepare(cfg: TrainConfig, accelerator=None, progress: bool = True) -> Run:
@@ -461,9 +521,16 @@ def _encode(r: Run) -> list[str]:
             raise TrainError("some clips have no text prompt; caption them and re-export")
         return ["dit", *encoder_roles]
     encoder_files = resolve_files(cfg, encoder_roles, r.accelerator.main_process_first)
+    flags = None
+    if cfg.inputs():   # the DiT's flags choose the image encodings (its weights load after encoding)
+        dit = resolve_files(cfg, ["dit"], r.accelerator.main_process_first)["dit"]
+        try:
+            flags = dit_flags(dit, cfg.model_registry)
+        except M.ModelError as e:
+            raise TrainError(str(e)) from None
     r.cache = C.EncodeCache(cfg.cache_dir)
-    r.keys = clip_keys(cfg, r.ds, encoder_files)
-    r.summary["encode"] = encode_missing(cfg, r.accelerator, r.ds, r.keys, r.cache, encoder_files, r.show)
+    r.keys = clip_keys(cfg, r.ds, encoder_files, flags)
+    r.summary["encode"] = encode_missing(cfg, r.accelerator, r.ds, r.keys, r.cache, encoder_files, r.show, flags)
     return ["dit"]
 
 
@@ -520,6 +587,8 @@ def loop(r: Run) -> tuple[list[float], list[float], float]:
     world, rank = accelerator.num_processes, accelerator.process_index
     r.logger = RunLogger(cfg, optimizer, r.start)
     csv_log = LossCSV(r.out / "loss.csv", r.start) if r.main else None
+    t_log = LossCSV(r.out / "timesteps.csv", r.start, ["step", "timestep"]) if r.main else None
+    inner = accelerator.unwrap_model(module)
     if _on_cuda(accelerator):
         torch.cuda.reset_peak_memory_stats(accelerator.device)
     bar = tqdm(total=r.total, initial=r.start, desc="train", unit="step", disable=not r.show, file=sys.stderr)
@@ -546,6 +615,8 @@ def loop(r: Run) -> tuple[list[float], list[float], float]:
         for s, inputs, item in _items(r):
             torch.manual_seed(step_seed(cfg.seed, s, rank, world))
             loss = train_step(accelerator, module, optimizer, r.params, cfg, item=item, inputs=inputs)
+            if t_log and inner.last_timestep is not None:
+                t_log.log(step=s + 1, timestep=f"{inner.last_timestep:.4f}")
             record(log.add(s, loss, reduce))
             if lazy and ((s + 1) % cfg.save_every == 0 or s + 1 == r.total):
                 record(log.flush())   # the loss log reaches each checkpoint's step before it is saved
@@ -556,6 +627,7 @@ def loop(r: Run) -> tuple[list[float], list[float], float]:
     bar.close()
     if csv_log:
         csv_log.close()
+        t_log.close()
     return losses, times, time.perf_counter() - t_loop
 
 
@@ -565,6 +637,10 @@ def finish(r: Run, losses: list[float], times: list[float], seconds: float) -> d
     accelerator, summary = r.accelerator, r.summary
     summary.update({"checkpoints": r.logger.saved, "losses": losses, "step_seconds": times,
                     "train_seconds": seconds, "final": str(r.out / f"step-{r.total}.safetensors")})
+    if r.cfg.expert:
+        summary["expert"] = r.cfg.expert
+    if r.logger.comfyui_skipped:
+        summary["comfyui"] = r.logger.comfyui_skipped
     if _on_cuda(accelerator):   # per-GPU peak (torch.cuda.max_memory_allocated) over the training steps
         peak = torch.tensor([torch.cuda.max_memory_allocated(accelerator.device) / 2 ** 30], device=accelerator.device)
         summary["peak_gib_per_gpu"] = [round(float(v), 2) for v in accelerator.gather(peak)]

@@ -8,6 +8,12 @@ Output folder: ``base/`` and one folder per checkpoint with ``p{prompt}_s{seed}.
 checkpoint ``preview.mp4`` (base | LoRA, one row per prompt and seed); ``preview.png``
 (the middle frame of every render: rows prompt x seed, columns base and each checkpoint);
 ``validation.json`` listing prompts, seeds and files.
+
+The inputs follow the run: I2V / TI2V renders start from the held-out clip's first frame, FLF2V
+from its first and last, VACE from its control video and reference image (the export's
+columns). A Wan2.2 A14B pair's run folder renders with both experts' DiTs, each with its own
+LoRA of the same step hot-loaded (DiffSynth's ``pipe.dit`` high noise, ``pipe.dit2`` low noise,
+switching at the model's boundary); a VACE LoRA goes into ``pipe.vace``.
 """
 from __future__ import annotations
 
@@ -61,8 +67,11 @@ def claim_output(plan: "Plan") -> None:
 @dataclass
 class Prompt:
     text: str
-    image: object = None     # PIL first frame (I2V)
+    image: object = None     # PIL first frame (I2V, TI2V, FLF2V)
     source: str = ""
+    end_image: object = None             # PIL last frame (FLF2V)
+    vace_video: list | None = None       # PIL frames of the control video (VACE)
+    vace_reference_image: object = None  # PIL (VACE)
 
 
 @dataclass
@@ -80,6 +89,21 @@ class Plan:
     negative_prompt: str = NEGATIVE
     fps: float = 16.0
     notes: list[str] = field(default_factory=list)
+    loras2: list[Path] = field(default_factory=list)   # A14B pair: the low-noise expert's, step by step
+
+
+def find_pairs(path: Path, cfg: TrainConfig) -> tuple[list[Path], list[Path]]:
+    """A Wan2.2 A14B pair's run folder: the steps both experts have a LoRA for, as (high-noise
+    LoRAs, low-noise LoRAs) in step order."""
+    from wandata.train.trainer import checkpoints
+
+    by = {e["role"]: dict(checkpoints(Path(path) / e["name"])) for e in cfg.experts}
+    steps = sorted(set(by["dit"]) & set(by["dit2"]))
+    if not steps:
+        have = "; ".join(f"{e['name']}: {sorted(by[e['role']]) or 'none'}" for e in cfg.experts)
+        raise ValidateError(f"{path}: no step has a LoRA of both experts ({have}); train both "
+                            "(`wandata train` without --expert, or once with each)")
+    return [by["dit"][n] for n in steps], [by["dit2"][n] for n in steps]
 
 
 def find_loras(path: Path) -> list[Path]:
@@ -95,6 +119,20 @@ def find_loras(path: Path) -> list[Path]:
     if not path.is_file():
         raise ValidateError(f"--lora {path}: no such file or folder")
     return [path]
+
+
+def resolve_loras(path: Path, config: Path | None = None) -> tuple[TrainConfig, list[Path], list[Path]]:
+    """(run config, LoRAs, the low-noise expert's LoRAs or []) for ``--lora PATH``: a file, a
+    run folder, or the folder of a Wan2.2 A14B pair (both experts' runs below it)."""
+    path = Path(path)
+    cfg_path = Path(config) if config else path / TC.CONFIG_NAME
+    if path.is_dir() and cfg_path.is_file():
+        cfg = TC.load(cfg_path)
+        if cfg.is_pair:
+            high, low = find_pairs(path, cfg)
+            return cfg, high, low
+    loras = find_loras(path)
+    return run_config(loras, config), loras, []
 
 
 def run_config(loras: list[Path], config: Path | None) -> TrainConfig:
@@ -121,7 +159,7 @@ def read_prompts(path: Path) -> list[Prompt]:
     return out
 
 
-def held_out_prompts(cfg: TrainConfig, limit: int, with_images: bool) -> tuple[list[Prompt], list[str]]:
+def held_out_prompts(cfg: TrainConfig, limit: int, with_images: bool | None = None) -> tuple[list[Prompt], list[str]]:
     """Captions of the export's validation clips; without a split, the first training ones."""
     from wandata.export import read_settings
 
@@ -132,13 +170,43 @@ def held_out_prompts(cfg: TrainConfig, limit: int, with_images: bool) -> tuple[l
         meta = s["metadata_path"]
         notes.append("the export has no validation split (`wandata export --split`): using training captions")
     rows = _read_rows(Path(meta))[:limit]
+    inputs = cfg.inputs() if with_images is None else (["input_image"] if with_images else [])
+    base = Path(s["dataset_base_path"])
     prompts = []
     for r in rows:
-        image = None
-        if with_images:
-            image = _first_frame(Path(s["dataset_base_path"]) / r["video"])
-        prompts.append(Prompt(str(r["prompt"]), image, r["video"]))
+        p = Prompt(str(r["prompt"]), source=r["video"])
+        frames = _frames(_inside(base, r, "video")) if {"input_image", "end_image"} & set(inputs) else None
+        if "input_image" in inputs:
+            p.image = frames[0]
+        if "end_image" in inputs:
+            p.end_image = frames[-1]
+        if "vace_video" in inputs:
+            p.vace_video = _frames(_inside(base, r, "vace_video"))
+        if "vace_reference_image" in inputs:
+            from PIL import Image
+            with Image.open(_inside(base, r, "vace_reference_image")) as im:
+                p.vace_reference_image = im.convert("RGB")
+        prompts.append(p)
     return prompts, notes
+
+
+def _inside(base: Path, row: dict, column: str) -> Path:
+    from wandata.confine import OutsideRoot, inside
+    if not row.get(column):
+        raise ValidateError(f"{row.get('video')}: no {column} column in the export; re-export with --with {column}")
+    try:
+        return inside(base, row[column], f"{column} in the export's metadata")
+    except OutsideRoot as e:
+        raise ValidateError(str(e)) from None
+
+
+def _frames(path: Path) -> list:
+    import av
+    with av.open(str(path)) as c:
+        frames = [f.to_image() for f in c.decode(video=0)]
+    if not frames:
+        raise ValidateError(f"{path}: no frame decoded")
+    return frames
 
 
 def _read_rows(path: Path) -> list[dict]:
@@ -230,9 +298,13 @@ def load_pipe(cfg: TrainConfig, device: str):
     from wandata.train.module import load_pipeline, resolve_files
 
     cfg.dtype = "bf16" if device.startswith("cuda") else "fp32"
-    roles = ["dit", "text_encoder", "vae", "tokenizer"] + (["image_encoder"] if cfg.task == "i2v" else [])
+    # dit before dit2: DiffSynth hands the DiTs to pipe.dit / pipe.dit2 in the order it loads them
+    roles = [r for r in ("dit", "dit2", "text_encoder", "vae", "tokenizer", "image_encoder")
+             if r in cfg.models and (r != "dit2" or cfg.is_pair)]
     pipe = load_pipeline(cfg, resolve_files(cfg, roles), device=device)
-    pipe.dit = pipe.enable_lora_hot_loading(pipe.dit)
+    for name in ("dit", "dit2", cfg.lora_base_model):
+        if getattr(pipe, name, None) is not None:
+            setattr(pipe, name, pipe.enable_lora_hot_loading(getattr(pipe, name)))
     return pipe
 
 
@@ -242,6 +314,15 @@ def render(pipe, plan: Plan, prompt: Prompt, seed: int, device: str) -> list:
           "cfg_scale": plan.cfg_scale, "tiled": device.startswith("cuda"), "progress_bar_cmd": lambda x: x}
     if prompt.image is not None:
         kw["input_image"] = prompt.image.convert("RGB").resize((plan.width, plan.height))
+    if prompt.end_image is not None:
+        kw["end_image"] = prompt.end_image.convert("RGB").resize((plan.width, plan.height))
+    if prompt.vace_video is not None:
+        frames = [f.convert("RGB").resize((plan.width, plan.height)) for f in prompt.vace_video]
+        kw["vace_video"] = (frames + frames[-1:] * plan.num_frames)[:plan.num_frames]
+    if prompt.vace_reference_image is not None:
+        kw["vace_reference_image"] = prompt.vace_reference_image.resize((plan.width, plan.height))
+    if getattr(pipe, "dit2", None) is not None and plan.cfg.boundary is not None:
+        kw["switch_DiT_boundary"] = plan.cfg.boundary
     return pipe(**kw)
 
 
@@ -261,10 +342,13 @@ def run(plan: Plan, device: str | None = None, progress: bool = True, pipe=None)
                "height": plan.height, "width": plan.width, "steps": plan.steps, "cfg_scale": plan.cfg_scale,
                "base_model": plan.cfg.model, "notes": plan.notes, "renders": {}}
     renders: dict[str, dict] = {}
-    for name, lora in [("base", None)] + [(p.stem, p) for p in plan.loras]:
+    target = getattr(pipe, plan.cfg.lora_base_model)
+    for i, (name, lora) in enumerate([("base", None)] + [(p.stem, p) for p in plan.loras]):
         if lora is not None:
             pipe.clear_lora(verbose=0)
-            pipe.load_lora(pipe.dit, str(lora), hotload=True, verbose=0)
+            pipe.load_lora(target, str(lora), hotload=True, verbose=0)
+            if plan.loras2:   # the low-noise expert's LoRA of the same step, into its own DiT
+                pipe.load_lora(pipe.dit2, str(plan.loras2[i - 1]), hotload=True, verbose=0)
         renders[name] = {}
         for pi, prompt, seed in jobs:
             frames = render(pipe, plan, prompt, seed, device)
@@ -273,6 +357,9 @@ def run(plan: Plan, device: str | None = None, progress: bool = True, pipe=None)
             renders[name][(pi, seed)] = frames
             summary["renders"].setdefault(name, []).append({"prompt": pi, "seed": seed, "file": str(path),
                                                             "frames": len(frames), "size": list(frames[0].size)})
+        if lora is not None:
+            summary.setdefault("loras", {})[name] = {plan.cfg.lora_base_model: str(lora)} if not plan.loras2 else \
+                {"dit": str(lora), "dit2": str(plan.loras2[i - 1])}
             bar.update(1)
         if lora is not None:
             rows = [side_by_side([renders["base"][(pi, s)], renders[name][(pi, s)]], gap=4) for pi, _, s in jobs]
