@@ -192,7 +192,13 @@ def main(argv=None) -> int:
     ap.add_argument("--phase2", action="store_true", help="run wandata's phase 2 (accelerate + DeepSpeed) instead")
     ap.add_argument("--gpus", type=int, default=2, help="phase 2: processes (GPUs)")
     ap.add_argument("--model", choices=sorted(DITS), default=None, help="DiT size (default 1.3B; phase 2: 14B)")
-    ap.add_argument("--deepspeed", choices=["zero3", "zero2-offload"], default="zero3")
+    ap.add_argument("--deepspeed", choices=["zero3", "zero2-offload", "none"], default="zero3")
+    ap.add_argument("--save-every", type=int, help="phase 2: checkpoint every N steps (default: the last two steps)")
+    ap.add_argument("--run", default="run", help="phase 2: the run's folder under --work (data and cache are shared)")
+    ap.add_argument("--resume", action="store_true", help="phase 2: resume the run from its latest checkpoint")
+    ap.add_argument("--levers", choices=["auto", "none"], default="auto", help="phase 2: the run's --levers")
+    ap.add_argument("--kill-at", type=int, metavar="K",
+                    help="phase 2: SIGKILL every process of the run once checkpoint K's resume state is written")
     ap.add_argument("--clips-per-gpu", type=int, default=1)
     ap.add_argument("--work", type=Path, help="phase 2: working folder (kept)")
     ap.add_argument("--sweep", action="store_true", help="time the cached DiT step over the SWEEP configurations")
@@ -355,13 +361,17 @@ def phase2(args) -> int:
         model, kwargs = DITS[args.model]
         files = build_full(args.models_dir or work / "models", "cuda", kwargs)
         registry, label = [], f"{model} (random weights)"
-    data = write_gif_dataset(work / "data", args.gpus * args.clips_per_gpu, args.frames, args.height, args.width)
+    data = work / "data"
+    if not (data / "metadata.jsonl").exists():   # a second run (resume, reference) reads the same clips
+        write_gif_dataset(data, args.gpus * args.clips_per_gpu, args.frames, args.height, args.width)
     total = args.warmup + args.steps
+    run = work / args.run
     cfg = TrainConfig(phase=2, model=model, models={k: {"paths": v} for k, v in files.items()},
                       model_registry=registry, dataset_base_path=str(data), metadata_path=str(data / "metadata.jsonl"),
                       num_frames=args.frames, height=args.height, width=args.width, resolution_mode="fixed",
-                      num_clips=args.gpus * args.clips_per_gpu, output_dir=str(work / "run"),
-                      cache_dir=str(work / "cache"), steps=total, save_every=max(1, total - 1),
+                      num_clips=args.gpus * args.clips_per_gpu, output_dir=str(run),
+                      cache_dir=str(work / "cache"), steps=total, save_every=args.save_every or max(1, total - 1),
+                      resume="auto" if args.resume else None, levers=args.levers,
                       lora_rank=args.rank, lora_targets=DEFAULT_TARGETS, num_processes=args.gpus,
                       deepspeed=args.deepspeed, main_process_port=29517, num_workers=0,
                       gradient_checkpointing=not args.no_gradient_checkpointing,
@@ -371,18 +381,22 @@ def phase2(args) -> int:
     # tools/ (development only, not installed), which DiffSynth imports by its dotted path.
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
     t = time.perf_counter()
+    if args.kill_at:
+        return kill_at(cfg, run, args)
     code = launch.launch_phase2(cfg)
     wall = time.perf_counter() - t
     if code != 0:
         log(f"accelerate launch exited with {code}")
         return code
-    summ = json.loads((work / "run" / "summary.json").read_text())
+    summ = json.loads((run / "summary.json").read_text())
     steps = summ["step_seconds"][args.warmup:] or summ["step_seconds"]
     result = {"gpu": summ.get("gpu", "cpu"), "num_gpus": args.gpus, "deepspeed": args.deepspeed, "model": label,
+              "levers": summ.get("levers"),
               "frames": args.frames, "height": args.height, "width": args.width, "lora_rank": args.rank,
               "torch": torch.__version__, "s_per_step": statistics.median(steps), "step_s": summ["step_seconds"],
               "peak_gib_per_gpu": summ.get("peak_gib_per_gpu"), "encode": summ.get("encode"),
               "load_seconds": summ.get("load_seconds"), "wall_seconds": wall, "losses": summ["losses"],
+              "start_step": summ.get("start_step", 0),
               "checkpoints": summ["checkpoints"], "date": _dt.date.today().isoformat()}
     print(f"\n{label}, phase 2 on {args.gpus} GPUs ({result['gpu']}), DeepSpeed {args.deepspeed}, LoRA rank "
           f"{args.rank}, one {args.frames}x{args.height}x{args.width} clip per GPU per step, cached inputs")
@@ -392,6 +406,52 @@ def phase2(args) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     return 0
+
+
+def kill_at(cfg, run: Path, args) -> int:
+    """Start the run, wait until checkpoint K's resume state is on disk (one process or DDP:
+    step-K.state.safetensors; DeepSpeed: step-K.state/wandata.json, which the main process writes
+    after accelerate's save_state), then SIGKILL every process: the launcher's group and the
+    workers, which torchrun starts in sessions of their own."""
+    import signal
+    import subprocess
+
+    import psutil
+
+    from wandata.train import launch
+    from wandata.train.trainer import check_output_dir
+
+    check_output_dir(cfg)
+    cfg.save(launch.config_path(cfg))
+    env = dict(os.environ, **launch.environment(cfg))
+    proc = subprocess.Popen(launch.command(cfg), env=env, start_new_session=True)
+    marks = [run / f"step-{args.kill_at}.state.safetensors", run / f"step-{args.kill_at}.state" / "wandata.json"]
+    t = time.perf_counter()
+    while not any(m.exists() for m in marks) and proc.poll() is None:
+        time.sleep(0.05)
+    if proc.poll() is not None:
+        log(f"the run ended (exit {proc.returncode}) before checkpoint {args.kill_at} was written")
+        return 1
+    tree = psutil.Process(proc.pid).children(recursive=True)
+    os.killpg(proc.pid, signal.SIGKILL)
+    for p in tree:
+        try:
+            os.killpg(p.pid, signal.SIGKILL) if os.getpgid(p.pid) == p.pid else p.kill()
+        except (ProcessLookupError, psutil.NoSuchProcess):
+            pass
+    proc.wait()
+    psutil.wait_procs(tree, timeout=60)
+    left = [p.pid for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    done = sorted(p.name for p in run.glob("step-*.safetensors") if not p.name.endswith((".state.safetensors",
+                                                                                          ".comfyui.safetensors")))
+    rows = (run / "loss.csv").read_text().splitlines()[1:] if (run / "loss.csv").exists() else []
+    result = {"killed_after_s": round(time.perf_counter() - t, 1), "kill_at": args.kill_at, "checkpoints": done,
+              "loss_rows": len(rows), "survivors": left}
+    print(json.dumps(result))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result) + "\n", encoding="utf-8")
+    return 0 if not left else 1
 
 
 # The sweep. role "fit": the estimator fits its per-GPU efficiencies on these: rank 32,

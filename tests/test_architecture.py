@@ -13,7 +13,8 @@ PACKAGE = REPO / "wandata"
 
 # Lower layers first. A module may import from its own layer or a lower one.
 LAYERS = [
-    {"wandata", "wandata.atomic", "wandata.confine", "wandata.plugins", "wandata.profiles", "wandata.settings"},
+    {"wandata", "wandata.atomic", "wandata.confine", "wandata.plugins", "wandata.profiles", "wandata.settings",
+     "wandata.storage"},
     {"wandata.dataset"},
     {"wandata.media"},
     {"wandata.detect"},

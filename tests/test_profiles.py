@@ -257,9 +257,9 @@ def test_train_refuses_an_export_that_does_not_fit_its_profile(tmp_path):
     assert r.exit_code == 1, r.output
     assert f"dataset {ds.resolve()} was ingested for {P.DEFAULT}" in r.output and "trains on 24 fps clips" in r.output
     assert "--allow-profile-mismatch" in r.output
-    # Allowed, a profile that wandata cannot train yet is refused rather than trained on another model.
+    # Every profile has a model preset; one whose inputs the export lacks is refused, naming the fix.
     r = cli("train", "-d", ds, "--profile", "wan2.1-fun-1.3b-control", "--dry-run")
-    assert r.exit_code == 1 and "no model preset for profile wan2.1-fun-1.3b-control" in r.output
+    assert r.exit_code == 1 and "--with control_video:canny" in r.output
     r = cli("train", "-d", ds, "--allow-profile-mismatch", "--dry-run")
     assert r.exit_code == 2 and "no --profile" in r.output
     r = cli("train", "-d", ds, "--profile", P.DEFAULT, "--model", "Wan2.1-T2V-14B", "--dry-run")

@@ -305,4 +305,7 @@ def test_report_opens_in_headless_chromium_shows_every_kept_clip_and_escapes(sam
                           page.as_uri()], capture_output=True, text=True, timeout=120).stdout
     assert len(re.findall(r'<div class="clip">', dom)) == len(kept)
     assert "<script" not in dom and "pwned" not in re.search(r"<title>(.*?)</title>", dom).group(1)
-    assert dom.count("data:image/jpeg;base64,") == 3 * len(kept)
+    # one strip of three frames per clip, a JPEG file in the report's own folder (paged report)
+    srcs = re.findall(r'<img src="([^"]+)"', dom)
+    assert len(srcs) == len(kept) and all(s.startswith("report_files/thumbs/") for s in srcs)
+    assert all((tmp_path / s).is_file() for s in srcs)

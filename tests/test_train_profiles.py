@@ -2,10 +2,13 @@
 
 Each family gets a tiny random model built with diffsynth's own classes (tools/tiny_wan.py:
 an I2V/FLF2V DiT with a CLIP image encoder, a TI2V-5B-style DiT with a Wan2.2 VAE, an A14B
-pair, a VACE DiT) and the real data path: a generated video ingested with `--profile`,
-captioned, exported (with `--with` where the model reads files beside the clip), trained for a
-few steps through the command line; the LoRA files, the encode cache's image conditioning,
-each expert's timesteps and `wandata validate` of a pair are checked.
+pair, a VACE DiT, a VACE-Fun-A14B pair, Fun-Control and Fun-Control V1.1 DiTs, a Fun-A14B-Control
+pair) and the real data path: a generated video ingested with `--profile`, captioned, exported
+(with `--with` where the model reads files beside the clip), trained for a few steps through the
+command line; the LoRA files (and their ComfyUI copies), the encode cache's image and control
+conditioning, each expert's timesteps and `wandata validate` of a pair are checked. The 14B
+VACE and Fun-Control profiles are checked by their resolved configuration only (`--dry-run`):
+their code path is that of the 1.3B and A14B runs.
 """
 from __future__ import annotations
 
@@ -29,7 +32,7 @@ from wandata.cli import main  # noqa: E402
 from wandata.train import cache as C  # noqa: E402
 
 CAPTIONS = [" ".join(WORDS[i:i + 6]) for i in range(0, 36, 6)]
-WITH = "input_image,end_image,vace_video:canny,vace_reference_image"
+WITH = "input_image,end_image,vace_video:canny,vace_reference_image,control_video:canny,reference_image"
 
 
 @pytest.fixture(autouse=True)
@@ -255,7 +258,10 @@ def test_vace_trains_a_lora_on_the_vace_blocks_from_the_exported_columns(ds16, s
     keys = lora_keys(out / "step-2.safetensors")
     assert keys and all(k.startswith("vace_blocks.0.") for k in keys)
     assert "vace_blocks.0.self_attn.q.lora_A.default.weight" in keys
-    assert "no ComfyUI copy" in s["comfyui"] and not (out / "step-2.comfyui.safetensors").exists()
+    # the ComfyUI copy: the same modules under diffusion_model. (ComfyUI's VaceWanModel.vace_blocks)
+    comfy = lora_keys(out / "step-2.comfyui.safetensors")
+    assert "comfyui" not in s and "diffusion_model.vace_blocks.0.self_attn.q.lora_down.weight" in comfy
+    assert len(comfy) == len(keys) // 2 * 3   # down, up, alpha per module
     for e in cached(out):
         # inactive + reactive latents (32) and the 8x8 mask (64); the reference image is one more frame
         assert tuple(e["vace_context"].shape) == (1, 96, 3, 4, 8)
@@ -266,3 +272,108 @@ def test_vace_trains_a_lora_on_the_vace_blocks_from_the_exported_columns(ds16, s
     assert cli("export", "-d", plain).exit_code == 0
     r = cli("train", "-d", plain, "--profile", "wan2.1-vace-1.3b", "--dry-run")
     assert r.exit_code == 1 and "--with vace_video:canny,vace_reference_image" in r.output
+
+
+# --- Fun-Control: the control video's latents in y, through the cache; the LoRA on the DiT ----
+
+@pytest.mark.parametrize("profile, arch", [("wan2.1-fun-1.3b-control", "control"),
+                                           ("wan2.1-fun-v1.1-1.3b-control", "control-v1.1")])
+def test_fun_control_caches_the_control_latents_and_trains_a_dit_lora(ds16, stacks, tmp_path, profile, arch):
+    stack = stacks(arch)
+    out = tmp_path / "run"
+    v11 = "reference_image" in P.get(profile).extra_inputs
+    s = train(ds16, stack, profile, out, "--image-encoder", stack["image_encoder"])
+    n = s["encode"]["clips"]
+    assert n >= 2 and s["encode"]["encoded"] == n
+    cfg = json.loads((out / "train_config.json").read_text())
+    assert (cfg["task"], cfg["lora_base_model"]) == ("control", "dit")
+    assert cfg["data_file_keys"] == ["video", *P.get(profile).extra_inputs]
+    for e in cached(out):
+        # y: the control video's VAE latents (16) then the zero image part (in_dim 48 - 16 - 16)
+        assert tuple(e["y"].shape) == (1, 32, 2, 4, 8) == (1, 32) + tuple(e["input_latents"].shape[2:])
+        control = e["y"][:, :16]
+        assert control.abs().sum() > 0 and torch.all(e["y"][:, 16:] == 0)
+        assert not torch.allclose(control, e["input_latents"])   # the canny video, not the clip
+        assert tuple(e["clip_feature"].shape) == (1, 257, 1280)
+        if v11:   # the reference image: its latents for ref_conv, and its CLIP features
+            assert tuple(e["reference_latents"].shape) == (1, 16, 1, 4, 8) and e["clip_feature"].abs().sum() > 0
+        else:     # no image: DiffSynth's FunControl gives zero CLIP features
+            assert "reference_latents" not in e and torch.all(e["clip_feature"] == 0)
+    keys = lora_keys(out / "step-2.safetensors")
+    assert "blocks.0.self_attn.q.lora_A.default.weight" in keys and all(k.startswith("blocks.") for k in keys)
+    assert (out / "step-2.comfyui.safetensors").is_file()
+
+    again = train(ds16, stack, profile, tmp_path / "run2", "--image-encoder", stack["image_encoder"],
+                  "--cache-dir", tmp_path / "run-cache")
+    assert again["encode"]["encoded"] == 0 and again["encode"]["cached"] == n
+    assert "load_seconds" not in again["encode"]
+    assert again["final_loss"] == pytest.approx(s["final_loss"], rel=1e-5)
+
+    plain = tmp_path / "plain"
+    shutil.copytree(ds16, plain)
+    assert cli("export", "-d", plain, "--with", "input_image").exit_code == 0
+    r = cli("train", "-d", plain, "--profile", profile, "--dry-run")
+    want = "control_video:canny,reference_image" if v11 else "control_video:canny"
+    assert r.exit_code == 1 and f"--with {want}" in r.output
+
+
+# --- the A14B VACE-Fun and Fun-Control pairs ---------------------------------------------------
+
+@pytest.mark.parametrize("profile, arch, base", [("wan2.2-vace-fun-a14b", "vace-a14b", "vace"),
+                                                 ("wan2.2-fun-a14b-control", "control-a14b", "dit")])
+def test_a14b_vace_and_control_pairs_train_each_expert_on_its_range(ds16, stacks, tmp_path, profile, arch, base):
+    stack = stacks(arch)
+    out = tmp_path / "pair"
+    s = train(ds16, stack, profile, out)
+    boundary = P.get(profile).boundary * 1000
+    block = "vace_blocks" if base == "vace" else "blocks"
+    for name, inside in (("high_noise", lambda t: t >= boundary), ("low_noise", lambda t: t < boundary)):
+        run = out / name
+        keys = lora_keys(run / "step-2.safetensors")
+        assert keys and all(k.startswith(f"{block}.") for k in keys)
+        assert f"diffusion_model.{block}.0.ffn.2.lora_up.weight" in lora_keys(run / "step-2.comfyui.safetensors")
+        assert all(inside(t) for t in timesteps(run)), name
+        c = json.loads((run / "train_config.json").read_text())
+        assert (c["lora_base_model"], c["models"]["dit"]["paths"]) == \
+            (base, [stack["dit" if name == "high_noise" else "dit2"]])
+    assert s["experts"]["low_noise"]["encode"]["encoded"] == 0   # one encode for both experts
+    for e in cached(out):
+        if base == "vace":
+            assert tuple(e["vace_context"].shape) == (1, 96, 3, 4, 8)
+        else:   # in_dim 52: control latents (16) + the zero mask and image part (4 + 16); no CLIP model
+            assert tuple(e["y"].shape) == (1, 36, 2, 4, 8) and torch.all(e["y"][:, 16:] == 0)
+            assert tuple(e["reference_latents"].shape) == (1, 16, 1, 4, 8)
+
+
+@pytest.mark.parametrize("profile, model, base, inputs, image_encoder, boundary", [
+    ("wan2.2-fun-a14b-control", "Wan2.2-Fun-A14B-Control", "dit", ["control_video", "reference_image"], False, 0.358),
+    ("wan2.1-vace-14b", "Wan2.1-VACE-14B", "vace", ["vace_video", "vace_reference_image"], False, None),
+    ("wan2.1-fun-14b-control", "Wan2.1-Fun-14B-Control", "dit", ["control_video"], True, None),
+    ("wan2.1-fun-v1.1-14b-control", "Wan2.1-Fun-V1.1-14B-Control", "dit", ["control_video", "reference_image"],
+     True, None),
+])
+def test_the_14b_control_and_vace_profiles_resolve_as_diffsynths_scripts(ds16, tmp_path, profile, model, base,
+                                                                         inputs, image_encoder, boundary):
+    """No tiny run (the 1.3B and A14B-VACE runs above cover the same code): the resolved config is
+    DiffSynth's script's (docs/train.md cites each)."""
+    r = cli("train", "-d", ds16, "--profile", profile, "--dry-run", "--json", "-o", tmp_path / "r")
+    assert r.exit_code == 0, r.output
+    c = json.loads(r.stdout)["config"]
+    assert (c["model"], c["lora_base_model"], c["extra_inputs"]) == (model, base, inputs)
+    assert c["data_file_keys"] == ["video", *inputs] and ("image_encoder" in c["models"]) == image_encoder
+    repo = P.get(profile).experts[0].dit.model_id if boundary else P.get(profile).dit.model_id
+    assert c["models"]["dit"]["model_id"] == repo
+    if boundary:
+        high, low = c["experts"]
+        assert (high["max_timestep_boundary"], low["min_timestep_boundary"]) == (boundary, boundary)
+        assert c["models"]["dit2"]["pattern"] == "low_noise_model/diffusion_pytorch_model*.safetensors"
+
+
+def test_every_profile_has_a_preset_with_its_inputs():
+    from wandata.train import models as M
+    for name in P.NAMES:
+        p, preset = P.get(name), M.preset_for_profile(name)
+        assert preset is not None, name
+        assert (preset.extra_inputs, preset.data_file_keys) == (p.extra_inputs, p.data_file_keys), name
+        assert [e.min_timestep_boundary for e in preset.experts] == [e.min_timestep_boundary for e in p.experts]
+        assert preset.lora_base_model == ("vace" if p.task == "vace" else "dit"), name

@@ -8,8 +8,12 @@ tokenizer folder. ``arch`` picks the DiT of each Wan family (``ARCHS``): the I2V
 ViT-H/14 at its real width and 257 tokens, which the DiT's image projection and FLF2V's
 position table are built for), the TI2V-5B DiT (48 channels, separated timesteps, the
 first frame's latents fused in) with a narrow ``WanVideoVAE38`` (Wan2.2 VAE, 16x), an
-A14B pair (two DiTs, high and low noise) and a VACE DiT (``VaceWanModel`` blocks in the
-DiT's file, as the real checkpoint holds them).
+A14B pair (two DiTs, high and low noise), a VACE DiT (``VaceWanModel`` blocks in the
+DiT's file, as the real checkpoint holds them; ``vace-a14b``: a pair of them, as
+Wan2.2-VACE-Fun-A14B) and the Fun-Control DiTs (``control``: Wan2.1-Fun-Control, 48 channels in,
+with the CLIP encoder; ``control-v1.1``: plus the reference image's ``ref_conv``;
+``control-a14b``: a Wan2.2-Fun-A14B-Control pair, 52 channels, no CLIP), with the flags of
+diffsynth's model table for the real checkpoints.
 The files are written the way the real checkpoints are (DiT and text encoder with
 their own keys, the VAE without the ``model.`` prefix its state-dict converter adds),
 so they load through ``WanVideoPipeline.from_pretrained`` like the real ones.
@@ -55,9 +59,16 @@ ARCHS = {
     "t2v-a14b": {},
     "i2v-a14b": {"in_dim": 36, "require_clip_embedding": False},
     "vace": {},
+    "vace-a14b": {},
+    # Fun-Control: 16 noise + 16 control-video + 16 (1.3B/14B; A14B: 20, mask + image) latent
+    # channels in; V1.1 and the A14B add the reference image's conv (has_ref_conv).
+    "control": {"has_image_input": True, "in_dim": 48},
+    "control-v1.1": {"has_image_input": True, "in_dim": 48, "has_ref_conv": True},
+    "control-a14b": {"in_dim": 52, "has_ref_conv": True, "require_clip_embedding": False},
 }
-IMAGE_ENCODER_ARCHS = ("i2v", "flf2v")
-PAIR_ARCHS = ("t2v-a14b", "i2v-a14b")
+IMAGE_ENCODER_ARCHS = ("i2v", "flf2v", "control", "control-v1.1")
+PAIR_ARCHS = ("t2v-a14b", "i2v-a14b", "vace-a14b", "control-a14b")
+VACE_ARCHS = ("vace", "vace-a14b")
 # VACE hints enter after DiT block 0 (the real 1.3B model: every second block of 30).
 TINY_VACE = {"vace_layers": (0,), "vace_in_dim": 96, "patch_size": (1, 2, 2), "has_image_input": False}
 WORDS = ("a the of and in on with red green blue cat dog fox car tree sky sea city road "
@@ -148,7 +159,8 @@ def build_tiny_stack(folder: Path, seed: int = 0, dit: dict | None = None, arch:
         dit2_model = WanModel(**dit_kwargs) if arch in PAIR_ARCHS else None
         vace_kwargs = dict(TINY_VACE, dim=dit_kwargs["dim"], num_heads=dit_kwargs["num_heads"],
                            ffn_dim=dit_kwargs["ffn_dim"], eps=dit_kwargs["eps"])
-        vace = VaceWanModel(**vace_kwargs) if arch == "vace" else None
+        vace = VaceWanModel(**vace_kwargs) if arch in VACE_ARCHS else None
+        vace2 = VaceWanModel(**vace_kwargs) if arch in VACE_ARCHS and dit2_model is not None else None
         text = WanTextEncoder(**TINY_TEXT)
         vae = vae_cls()
         image = TinyWanImageEncoder() if arch in IMAGE_ENCODER_ARCHS else None
@@ -160,7 +172,7 @@ def build_tiny_stack(folder: Path, seed: int = 0, dit: dict | None = None, arch:
     _save(dit_sd, paths["dit"])
     if dit2_model is not None:
         paths["dit2"] = folder / "dit2.safetensors"
-        _save(dit2_model.state_dict(), paths["dit2"])
+        _save({**dit2_model.state_dict(), **(vace2.state_dict() if vace2 is not None else {})}, paths["dit2"])
     _save(text.state_dict(), paths["text_encoder"])
     _save(vae.model.state_dict(), paths["vae"])   # the converter adds "model."
     if image is not None:
@@ -168,19 +180,21 @@ def build_tiny_stack(folder: Path, seed: int = 0, dit: dict | None = None, arch:
         _save(image.model.state_dict(), paths["image_encoder"])   # the converter adds "model."
     tokenizer = write_tokenizer(folder / "tokenizer")
     conv = "diffsynth.utils.state_dict_converters."
+    dits = [paths["dit"]] + ([paths["dit2"]] if dit2_model is not None else [])
     registry = [
-        registry_entry(paths["dit"], "wan_video_dit", "diffsynth.models.wan_video_dit.WanModel", dit_kwargs,
-                       conv + "wan_video_dit.WanVideoDiTStateDictConverter" if vace is not None else None),
+        registry_entry(d, "wan_video_dit", "diffsynth.models.wan_video_dit.WanModel", dit_kwargs,
+                       conv + "wan_video_dit.WanVideoDiTStateDictConverter" if vace is not None else None)
+        for d in dits] + [
         registry_entry(paths["text_encoder"], "wan_video_text_encoder",
                        "diffsynth.models.wan_video_text_encoder.WanTextEncoder", TINY_TEXT),
         registry_entry(paths["vae"], "wan_video_vae", f"tools.tiny_wan.{vae_cls.__name__}", {},
                        conv + "wan_video_vae.WanVideoVAEStateDictConverter"),
     ]
     if vace is not None:
-        registry.append(registry_entry(paths["dit"], "wan_video_vace", "diffsynth.models.wan_video_vace.VaceWanModel",
-                                       {**vace_kwargs, "vace_layers": list(vace_kwargs["vace_layers"]),
-                                        "patch_size": list(vace_kwargs["patch_size"])},
-                                       conv + "wan_video_vace.VaceWanModelDictConverter"))
+        registry += [registry_entry(d, "wan_video_vace", "diffsynth.models.wan_video_vace.VaceWanModel",
+                                    {**vace_kwargs, "vace_layers": list(vace_kwargs["vace_layers"]),
+                                     "patch_size": list(vace_kwargs["patch_size"])},
+                                    conv + "wan_video_vace.VaceWanModelDictConverter") for d in dits]
     if image is not None:
         registry.append(registry_entry(paths["image_encoder"], "wan_video_image_encoder",
                                        "tools.tiny_wan.TinyWanImageEncoder", {},

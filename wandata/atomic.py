@@ -45,7 +45,7 @@ def _tmp_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
     # The rename is durable only once the folder's entry is on disk; not every
     # filesystem lets a folder be opened for that, and then the rename still happened.
     try:
@@ -65,7 +65,7 @@ def replace(tmp: Path, final: Path) -> None:
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())
     os.replace(tmp, final)
-    _fsync_dir(Path(final).parent)
+    fsync_dir(Path(final).parent)
 
 
 def write_bytes(path: Path, data: bytes, check: Callable[[Path], None] | None = None) -> None:
@@ -195,7 +195,7 @@ def replace_dir(final: Path, build: Callable[[Path], None], owned: Callable[[Pat
             if moved:
                 os.replace(old, final)
             raise
-        _fsync_dir(final.parent)
+        fsync_dir(final.parent)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     shutil.rmtree(old, ignore_errors=True)

@@ -13,6 +13,7 @@ import click
 from wandata import __version__
 from wandata.cli.caption import caption, captions
 from wandata.cli.clip import clip, query
+from wandata.cli.compact import compact
 from wandata.cli.export import check, export
 from wandata.cli.ingest import config, ingest, plan
 from wandata.cli.lora import lora
@@ -29,7 +30,7 @@ def main():
 
 
 for _command in (ingest, plan, config, profiles, caption, captions, export, check, train, validate, report, review, lora,
-                 clip, query):
+                 clip, query, compact):
     main.add_command(_command)
 
 

@@ -11,6 +11,7 @@ import click
 from wandata.cli.options import EXIT_ERROR, EXIT_FAILURES, EXIT_OK, ingest_options
 from wandata.cli.options import engine_or_usage_error as _engine
 from wandata.cli.options import settings_or_usage_error as _settings
+from wandata import storage
 from wandata.engine import EngineError
 from wandata.profiles import NAMES as PROFILE_NAMES
 
@@ -36,6 +37,9 @@ def ingest(ctx, sources, dataset, config, as_json, quiet, captioner, caption_opt
     """
     from wandata.ingest.run import ingest as run_ingest
 
+    if captioner and storage.is_url(str(dataset)):
+        raise click.UsageError("--captioner works on a local dataset; a dataset in a bucket "
+                               f"({dataset}) is not captioned yet (docs/storage.md)")
     if caption_opts and not captioner:
         raise click.UsageError("--caption-opt needs --captioner (it is an option of the captioner)")
     if dry_run:
@@ -54,7 +58,7 @@ def ingest(ctx, sources, dataset, config, as_json, quiet, captioner, caption_opt
         caption_opts = check_caption_step(captioner, caption_opts)
     try:
         summary = run_ingest(list(sources), dataset, settings, progress=not quiet and not as_json, engine=engine)
-    except (FileNotFoundError, PermissionError, EngineError) as e:
+    except (FileNotFoundError, PermissionError, EngineError, storage.StorageError, storage.MissingBackend) as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(EXIT_ERROR)
     if captioner:  # the summary's to_dict() carries it into --json

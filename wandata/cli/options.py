@@ -14,6 +14,7 @@ from pathlib import Path
 
 import click
 
+from wandata import storage
 from wandata.settings import Settings, SettingsError, load_settings, parse_bucket
 from wandata.engine import ENGINES, EngineError, make_engine
 
@@ -95,15 +96,29 @@ def _setting_option(f):
     return click.option(meta["flag"], f.name, type=kind, help=help_)
 
 
+class PathOrURL(click.ParamType):
+    """A local path, checked as ``click.Path`` checks it, or an object-store URL (``s3://``,
+    ``gs://``, ``az://``: docs/storage.md), kept as text and checked when it is read."""
+
+    def __init__(self, path: click.Path):
+        self.path, self.name = path, path.name
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and storage.is_url(value):
+            return value
+        return self.path.convert(value, param, ctx)
+
+
 def ingest_options(command):
     """Every ingest setting, plus where the sources run and what is printed."""
     opts = [
-        click.argument("sources", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path)),
+        click.argument("sources", nargs=-1, required=True,
+                       type=PathOrURL(click.Path(exists=True, path_type=Path))),
         # -o/--output was the spelling before -d/--dataset became the dataset's in every
         # command; it stays so that existing scripts keep working.
         click.option("-d", "--dataset", "-o", "--output", "dataset", default="dataset", show_default=True,
-                     type=click.Path(file_okay=False, path_type=Path),
-                     help="Dataset directory to write (a plan or --dry-run only names the clip paths in "
+                     type=PathOrURL(click.Path(file_okay=False, path_type=Path)),
+                     help="Dataset directory (or s3://, gs://, az:// URL) to write (a plan or --dry-run only names the clip paths in "
                           "it); -o/--output is the older spelling of the same option."),
         click.option("--config", type=click.Path(dir_okay=False, path_type=Path),
                      help="TOML file with settings (see `wandata config show`); flags override it."),

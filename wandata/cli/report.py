@@ -1,4 +1,4 @@
-"""``wandata report``: the HTML page of a dataset (docs/quality.md)."""
+"""``wandata report``: the HTML pages of a dataset (docs/quality.md)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,10 +12,14 @@ from wandata.cli.options import EXIT_ERROR
 @click.option("-d", "--dataset", default="dataset", show_default=True,
               type=click.Path(exists=True, file_okay=False, path_type=Path), help="Dataset directory.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
-              help="HTML file to write (default DATASET/report.html).")
-def report(dataset, output):
-    """Write a self-contained HTML page: every kept clip (frames, caption, scores, bucket), the
-    dropped ones grouped by reason, histograms of shot lengths and scores, and totals."""
+              help="Index page to write (default DATASET/report.html); the other pages and the "
+                   "thumbnails go in the folder beside it named after it (report_files/).")
+@click.option("--per-page", default=200, show_default=True, type=click.IntRange(min=1),
+              help="Kept clips on one page.")
+def report(dataset, output, per_page):
+    """Write the report: an index page (totals, histograms of shot lengths and scores, the first
+    kept clips, the dropped ones grouped by reason) and pages of every kept clip (frames, caption,
+    scores, bucket) with thumbnails as files. Opens from file://, no server."""
     from wandata.atomic import OutputRefused
     from wandata.dataset.manifest import MANIFEST_NAME
     from wandata.report.html import write
@@ -23,7 +27,7 @@ def report(dataset, output):
     if not (dataset / MANIFEST_NAME).exists():
         raise click.UsageError(f"{dataset} has no {MANIFEST_NAME}; run `wandata ingest` first")
     try:
-        click.echo(str(write(dataset, output)))
+        click.echo(str(write(dataset, output, per_page=per_page)))
     except OutputRefused as e:
         # Never over a file wandata did not write (docs/quality.md).
         click.echo(f"error: {e}", err=True)

@@ -248,8 +248,9 @@ def _registry(path):
 @click.option("--machine-rank", type=click.IntRange(min=0), help="Phase 2: this node's rank.")
 @click.option("--main-process-ip", help="Phase 2: address of rank 0's node.")
 @click.option("--main-process-port", type=click.IntRange(1, 65535), help="Phase 2: port on rank 0's node.")
-@click.option("--deepspeed", type=click.Choice(["zero3", "zero2-offload"]),
-              help="Phase 2: ZeRO-3 (default) or ZeRO-2 with the optimizer state on the CPU.")
+@click.option("--deepspeed", type=click.Choice(["zero3", "zero2-offload", "none"]),
+              help="Phase 2: ZeRO-3 (default), ZeRO-2 with the optimizer state on the CPU, or none: "
+                   "accelerate's plain DDP (every process holds the whole DiT; CPU processes: gloo).")
 @click.option("--accelerate-config", type=click.Path(exists=True, dir_okay=False),
               help="Phase 2: your accelerate config file (GPU count, nodes; a DeepSpeed one replaces ours).")
 @click.option("--dry-run", is_flag=True, help="Print the resolved config, the command and the estimate; train nothing.")

@@ -148,6 +148,10 @@ class Reason(str, Enum):
     disk_full = ("disk_full", FAILURE, BOTH, "disk full",
                  "no space left on the dataset's disk (ENOSPC, EDQUOT)",
                  "free space on the dataset's disk, then run the same command again")
+    storage_error = ("storage_error", FAILURE, BOTH, "storage error",
+                     "the object store (s3://, gs://, az://) kept failing after retries: 5xx, "
+                     "throttling, dropped connections (docs/storage.md)",
+                     "check the storage service, credentials and network, then run the same command again")
     unexpected_error = ("unexpected_error", FAILURE, BOTH, "unexpected error",
                         "a bug or an unforeseen error; the reason names it", "please report it with this file")
     path_outside_root = ("path_outside_root", FAILURE, BOTH, "path outside root",
@@ -205,12 +209,14 @@ def label(code: str) -> str:
 
 
 def for_exception(e: BaseException) -> Reason:
-    """``disk_full`` for an out-of-space error (also when it is the cause of another), else
-    ``unexpected_error``."""
+    """``disk_full`` for an out-of-space error (also when it is the cause of another),
+    ``storage_error`` for an object store that kept failing, else ``unexpected_error``."""
     seen = 0
     while e is not None and seen < 8:
         if isinstance(e, OSError) and e.errno in _DISK_FULL_ERRNOS:
             return Reason.disk_full
+        if getattr(e, "code", None) == "storage_error":  # wandata.storage.StorageError
+            return Reason.storage_error
         e, seen = e.__cause__ or e.__context__, seen + 1
     return Reason.unexpected_error
 

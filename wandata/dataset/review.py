@@ -33,6 +33,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from wandata.atomic import fsync_dir
 from wandata.dataset.reasons import Reason
 from wandata.dataset.records import DROPPED, KEPT, ClipRecord
 
@@ -97,20 +98,9 @@ def append(dataset_dir, entries: list[dict]) -> None:
     finally:
         os.close(fd)   # releases the lock
     if created:
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
 
 
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 # --- reading --------------------------------------------------------------------------------

@@ -98,7 +98,7 @@ def collect(dataset_dir: Path, fallback_caption: str | None = None,
     """
     dataset_dir = Path(dataset_dir)
     refused = refused if refused is not None else []
-    manifest = Manifest(dataset_dir)
+    manifest = Manifest.reader(dataset_dir)   # without per-frame columns: memory flat per clip
     if not manifest.path.exists():
         raise ExportError(f"no manifest at {manifest.path}: run `wandata ingest SOURCES -d {dataset_dir}` first, "
                           "or point --dataset at a wandata dataset directory")
@@ -217,7 +217,7 @@ def profile_for(dataset_dir: Path, items: list[Item], requested: str | None = No
     for (``ingested_for``, from the manifest) and the one the export is for (``requested``, else
     the recorded one when there is one). Clips that do not fit ``requested`` are refused unless
     ``allow_mismatch`` (then the reason is kept as ``profile_mismatch``)."""
-    recorded = Manifest(dataset_dir).profiles({it.clip.source_path for it in items})
+    recorded = Manifest.sources_only(dataset_dir).profiles({it.clip.source_path for it in items})
     out = {"profile": requested or (recorded[0] if len(recorded) == 1 else None), "ingested_for": recorded}
     if requested is not None:
         why = profiles.dataset_refusal(requested, recorded, {it.clip.fps for it in items},

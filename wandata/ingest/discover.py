@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from wandata import storage
+
 VIDEO_EXTENSIONS = {
     ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts",
     ".wmv", ".flv", ".3gp", ".ogv", ".mxf", ".vob", ".y4m",
@@ -45,12 +47,16 @@ def is_candidate(path: Path) -> bool:
         return False
 
 
-def discover(paths: list[str | Path], exclude: list[str | Path] = ()) -> list[Path]:
+def discover(paths: list[str | Path], exclude: list[str | Path] = ()) -> list[Path | str]:
     """Candidate files under ``paths`` (recursive, hidden entries skipped), sorted, unique.
 
     ``exclude`` holds directories never to descend into, e.g. the dataset being written.
+    An object-store URL (``s3://bucket/raw/``) gives the URLs of the candidates under it
+    (``discover_urls``), after the local paths.
     """
-    skip = {Path(p).resolve() for p in exclude}
+    urls = [p for p in paths if storage.is_url(p)]
+    paths = [p for p in paths if not storage.is_url(p)]
+    skip = {Path(p).resolve() for p in exclude if not storage.is_url(p)}
     found: dict[Path, None] = {}
     for p in map(Path, paths):
         if p.is_file():
@@ -67,4 +73,23 @@ def discover(paths: list[str | Path], exclude: list[str | Path] = ()) -> list[Pa
                 fp = Path(root) / name
                 if fp.is_file() and is_candidate(fp):
                     found[fp] = None
+    return sorted(found) + discover_urls(urls, [str(p) for p in exclude if storage.is_url(p)])
+
+
+def discover_urls(urls: list[str], exclude: list[str] = ()) -> list[str]:
+    """Candidate objects under each URL prefix (the same rule as on disk: a video extension,
+    or a video's first bytes, one ranged read each), the dataset's own prefix left out."""
+    skip = [e.rstrip("/") + "/" for e in exclude]
+    found: dict[str, None] = {}
+    for url in urls:
+        objects = storage.files(url)
+        if not objects:
+            raise FileNotFoundError(f"{url}: no such object or prefix (or it is empty)")
+        for obj in objects:
+            if obj.rstrip("/") == url.rstrip("/"):
+                found[obj] = None  # named explicitly: always a candidate, so it gets a verdict
+            elif not any(obj.startswith(s) for s in skip) and (
+                    Path(storage.name(obj)).suffix.lower() in VIDEO_EXTENSIONS
+                    or looks_like_video(storage.head(obj, 192))):
+                found[obj] = None
     return sorted(found)

@@ -9,7 +9,6 @@ dataset would write (``wandata plan``, ``ingest --dry-run``).
 """
 from __future__ import annotations
 
-import os
 import time
 from contextlib import closing
 from dataclasses import dataclass, field
@@ -17,7 +16,7 @@ from functools import partial
 from pathlib import Path
 from typing import Callable
 
-from wandata import confine, quality
+from wandata import confine, quality, storage
 from wandata.atomic import CLIPS_DIR
 from wandata.dataset import totals
 from wandata.dataset.manifest import Manifest
@@ -25,6 +24,7 @@ from wandata.dataset.records import DROPPED, FAILED, KEPT, ClipRecord, SourceRec
 from wandata.engine import LocalEngine
 from wandata.ingest.discover import discover
 from wandata.ingest.preview import Preview
+from wandata.ingest.remote import Mirror, process_to_bucket
 from wandata.ingest.source import failed_record, process_source
 from wandata.media.encode import cleanup_partials
 from wandata.settings import Settings
@@ -63,12 +63,18 @@ def ingest(sources: list[str | Path], dataset: Path, settings: Settings, progres
     source is planned, done or not; returns a ``Preview``. ``on_source(path)`` is called as each
     source's result comes back (dry runs; a real run shows a progress bar instead)."""
     t0 = time.perf_counter()
-    dataset = Path(dataset)
-    run = _DryRun(settings, on_source) if dry_run else _Run(dataset, settings, progress)
-    todo = run.todo([str(p.resolve()) for p in discover(sources, exclude=[dataset])])
+    # A bucket (s3://...): clips are uploaded by each job, the manifest kept in a local
+    # staging folder and uploaded after each source (ingest/remote.py, docs/storage.md).
+    url = str(dataset) if storage.is_url(str(dataset)) else None
+    mirror = Mirror(url) if url and not dry_run else None
+    dataset = mirror.local if mirror else Path(dataset)
+    run = _DryRun(settings, on_source) if dry_run else _Run(dataset, settings, progress, mirror)
+    found = discover(sources, exclude=[url or dataset])
+    todo = run.todo([p if storage.is_url(p) else str(p.resolve()) for p in found])
     engine = engine or LocalEngine(settings.workers)
     # Workers may run elsewhere (a Ray node): give them the absolute dataset path.
-    job = partial(process_source, settings=settings, dataset=dataset.resolve(), dry_run=dry_run)
+    job = (partial(process_to_bucket, settings=settings, url=url) if mirror else
+           partial(process_source, settings=settings, dataset=dataset.resolve(), dry_run=dry_run))
     failed = partial(failed_record, settings=settings)  # recorded against the file; the run goes on
     # closing(): on Ctrl-C or an error the engine cancels the work nobody will record.
     with run, closing(engine.results(job, failed, todo, gpu=gpu_wanted(settings),
@@ -102,8 +108,9 @@ class _Run:
     """A real run: the dataset is prepared, finished sources are skipped, each result is written
     to the manifest as it arrives (so a killed run loses only unfinished sources)."""
 
-    def __init__(self, dataset: Path, settings: Settings, progress: bool):
+    def __init__(self, dataset: Path, settings: Settings, progress: bool, mirror: Mirror | None = None):
         self.dataset, self.settings, self.progress = dataset, settings, progress
+        self.mirror = mirror  # the dataset is in a bucket; ``dataset`` is its local staging folder
         dataset.mkdir(parents=True, exist_ok=True)
         cleanup_partials(dataset / CLIPS_DIR)
         self.manifest = Manifest(dataset)
@@ -117,11 +124,12 @@ class _Run:
         # Failed with these very settings: tried again once per run (a file that fails every time
         # costs one attempt per run, never a loop).
         retried = sum(1 for f in todo if m.failed(f) and m.sources[f].settings_fingerprint == fp)
-        self.summary = Summary(dataset=str(self.dataset), skipped=len(files) - len(todo), retried=retried)
+        self.summary = Summary(dataset=self.mirror.url if self.mirror else str(self.dataset),
+                               skipped=len(files) - len(todo), retried=retried)
         self.seen = {s.content_hash: s.path for s in m.sources.values()
                      if s.content_hash and s.path not in todo and s.status == KEPT}
         # Progress in megabytes of source: smooth within a long file, fair across files.
-        self.sizes = {f: os.path.getsize(f) / 1e6 for f in todo}
+        self.sizes = {f: _megabytes(f) for f in todo}
         self.total, self.finished = len(todo), 0.0
         self.bar = tqdm(total=sum(self.sizes.values()), unit="MB", desc="ingest", disable=not self.progress,
                         dynamic_ncols=True,
@@ -137,6 +145,7 @@ class _Run:
         return show
 
     def record(self, src: SourceRecord, clips: list[ClipRecord]) -> None:
+        before = Mirror.listed(self.manifest.clips.get(src.path, []) + clips)
         twin = same_content(src, self.seen)
         if twin:
             for c in clips:
@@ -145,7 +154,9 @@ class _Run:
             clips = _drop_copy(src, twin)
         _remove_replaced(self.dataset, self.manifest.clips.get(src.path, []), clips)
         self.manifest.put(src, clips)
-        self.manifest.save()
+        self.manifest.append([src.path])   # a part with this source's rows: cost flat in the dataset
+        if self.mirror:
+            self.mirror.saved(before, Mirror.listed(clips))
         self.summary.processed += 1
         kept = sum(c.status == KEPT for c in clips)
         self.finished += self.sizes[src.path]
@@ -160,12 +171,18 @@ class _Run:
             self.bar.n = self.bar.total
         self.bar.close()
         cleanup_partials(self.dataset / CLIPS_DIR)
+        if self.mirror and error_type is not None:
+            self.mirror.close()
 
     def finish(self, t0: float) -> Summary:
         # Also when nothing was processed: a run killed after its last source but before this
         # step must still end as an uninterrupted one would. Finding none is cheap.
+        before = Mirror.listed(self.manifest.all_clips())
         if "duplicate" in self.settings.filters:
             quality.drop_duplicates(self.manifest, self.dataset, self.settings)
+        if self.mirror:
+            self.mirror.saved(before, Mirror.listed(self.manifest.all_clips()))
+            self.mirror.close()
         self.summary.seconds = round(time.perf_counter() - t0, 2)
         return summarize(self.manifest, self.summary)
 
@@ -218,6 +235,15 @@ def _remove_replaced(dataset: Path, old: list[ClipRecord], new: list[ClipRecord]
                 confine.inside(dataset, c.path, "clip path in manifest.parquet").unlink(missing_ok=True)
             except confine.OutsideRoot:
                 pass  # never delete outside the dataset; the row is replaced all the same
+
+
+def _megabytes(path: str) -> float:
+    """For the progress bar only: a source that cannot be looked up now gets its verdict from
+    its job (unreadable, storage_error), not from the bar."""
+    try:
+        return storage.size(path) / 1e6
+    except OSError:
+        return 0.0
 
 
 def gpu_wanted(settings: Settings) -> bool | None:

@@ -79,7 +79,7 @@ def _timed(timings: dict[str, float], key: str):
 
 def _probe(path: str, settings: Settings) -> SourceRecord:
     """The file's facts, stamped with the settings it is processed with."""
-    src = probe(Path(path), settings.min_source_duration_s)
+    src = probe(path, settings.min_source_duration_s)  # a str: it may be a URL (wandata.storage)
     src.settings_fingerprint = settings.fingerprint()
     src.settings_json = json.dumps(settings.to_dict(), sort_keys=True)
     src.detector = settings.detector
@@ -178,8 +178,10 @@ def failed_record(path: str, error: BaseException, settings: Settings) -> tuple[
     detail = (str(error).strip().splitlines() or [""])[0]  # a reason for people, not a traceback
     code = reasons.for_exception(error)
     what = ("the disk is full" if code == "disk_full"
+            else "the object store kept failing" if code == "storage_error"
             else "unexpected error while processing")
     todo = ("free space on the dataset's disk, then run the same command again" if code == "disk_full"
+            else "run the same command again to retry it" if code == "storage_error"
             else "please report it with this file")
     src = SourceRecord(path=path, settings_fingerprint=settings.fingerprint())
     src.set(FAILED, code, f"{what} ({type(error).__name__}: {detail}); {todo}")

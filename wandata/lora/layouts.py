@@ -37,6 +37,26 @@ MODULES = (
     ("head.head", "proj_out"),
     ("img_emb.proj.1", "condition_embedder.image_embedder.ff.net.0.proj"),
     ("img_emb.proj.3", "condition_embedder.image_embedder.ff.net.2"),
+    # VACE's blocks (Wan2.1-VACE, Wan2.2-VACE-Fun): the hint blocks beside the DiT's, where
+    # DiffSynth's VACE scripts put the LoRA (its ``VaceWanModel.vace_blocks``, saved without the
+    # ``pipe.vace.`` prefix). ComfyUI's ``VaceWanModel`` (comfy/ldm/wan/model.py) holds them
+    # under the same names in the one diffusion model, so its generic rule maps
+    # ``diffusion_model.vace_blocks.N.<layer>``; diffusers' ``WanVACETransformer3DModel``
+    # (models/transformers/transformer_wan_vace.py) names them as its own blocks, with
+    # before_proj / after_proj as proj_in / proj_out (single_file_utils.py,
+    # convert_wan_transformer_to_diffusers).
+    ("vace_blocks.{i}.self_attn.q", "vace_blocks.{i}.attn1.to_q"),
+    ("vace_blocks.{i}.self_attn.k", "vace_blocks.{i}.attn1.to_k"),
+    ("vace_blocks.{i}.self_attn.v", "vace_blocks.{i}.attn1.to_v"),
+    ("vace_blocks.{i}.self_attn.o", "vace_blocks.{i}.attn1.to_out.0"),
+    ("vace_blocks.{i}.cross_attn.q", "vace_blocks.{i}.attn2.to_q"),
+    ("vace_blocks.{i}.cross_attn.k", "vace_blocks.{i}.attn2.to_k"),
+    ("vace_blocks.{i}.cross_attn.v", "vace_blocks.{i}.attn2.to_v"),
+    ("vace_blocks.{i}.cross_attn.o", "vace_blocks.{i}.attn2.to_out.0"),
+    ("vace_blocks.{i}.ffn.0", "vace_blocks.{i}.ffn.net.0.proj"),
+    ("vace_blocks.{i}.ffn.2", "vace_blocks.{i}.ffn.net.2"),
+    ("vace_blocks.{i}.before_proj", "vace_blocks.{i}.proj_in"),
+    ("vace_blocks.{i}.after_proj", "vace_blocks.{i}.proj_out"),
 )
 
 DOWN, UP, ALPHA = "down", "up", "alpha"

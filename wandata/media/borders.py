@@ -11,6 +11,8 @@ from __future__ import annotations
 import av
 import numpy as np
 
+from wandata import storage
+
 SAMPLES = 5
 MIN_BAR = 0.01      # thinner bars (encoder edge lines) are left alone
 MIN_CONTENT = 0.4   # less left than this is a dark picture, not bars
@@ -52,7 +54,7 @@ def _trim(lo: int, hi: int, size: int) -> tuple[int, int]:
 def _samples(path: str, rotation: int, duration_s: float) -> list[np.ndarray]:
     out = []
     try:
-        with av.open(path, metadata_errors="ignore") as c:
+        with storage.reading(path) as f, av.open(f, metadata_errors="ignore") as c:
             stream = c.streams.video[0]
             tb = float(stream.time_base or 0) or 1e-6
             start = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0

@@ -30,6 +30,8 @@ from typing import Callable, Iterator
 import av
 import numpy as np
 
+from wandata import storage
+
 EPS_FRACTION = 0.01
 
 
@@ -60,7 +62,8 @@ def grid_frames(path: str, fps: float, convert: Callable[[av.VideoFrame], object
     instant that shows it is yielded."""
     prev = None  # (frame, time) waiting for its successor's time to know what it covers
     origin = None
-    with av.open(path, metadata_errors="ignore") as container:
+    # A URL is streamed through ranged reads (wandata.storage), never copied whole.
+    with storage.reading(path) as f, av.open(f, metadata_errors="ignore") as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         tb = float(stream.time_base) if stream.time_base else 0.0

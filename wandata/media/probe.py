@@ -13,12 +13,13 @@ from pathlib import Path
 import av
 import numpy as np
 
+from wandata import storage
 from wandata.dataset.records import DROPPED, FAILED, SourceRecord
 
 
-def content_hash(path: Path, chunk: int = 1 << 20) -> str:
+def content_hash(path: Path | str, chunk: int = 1 << 20) -> str:
     h = hashlib.blake2b(digest_size=20)
-    with open(path, "rb") as f:
+    with storage.open_bytes(path) as f:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
@@ -32,14 +33,21 @@ def _rotation(container, stream) -> int:
     return 0
 
 
-def probe(path: Path, min_duration_s: float = 0.5) -> SourceRecord:
-    """Fill a SourceRecord; failures and unusable sources come back with status and reason."""
+def probe(path: Path | str, min_duration_s: float = 0.5) -> SourceRecord:
+    """Fill a SourceRecord; failures and unusable sources come back with status and reason.
+    ``path`` may be an object-store URL (``wandata.storage``): it is streamed, not copied."""
+    path = path if storage.is_url(path) else Path(path)
     rec = SourceRecord(path=str(path))
     problem = _read_bytes(rec, path)
     if problem:
         return _fail(rec, *problem)
+    with storage.reading(path) as f:
+        return _probe_container(rec, f, min_duration_s)
+
+
+def _probe_container(rec: SourceRecord, f, min_duration_s: float) -> SourceRecord:
     try:
-        container = av.open(str(path), metadata_errors="ignore")
+        container = av.open(f, metadata_errors="ignore")
     except av.error.FFmpegError as e:
         return _fail(rec, "not_a_video", error=_why(e))
     with container:
@@ -70,13 +78,17 @@ def probe(path: Path, min_duration_s: float = 0.5) -> SourceRecord:
 def _read_bytes(rec: SourceRecord, path: Path) -> tuple[str, str] | None:
     """Size and content hash; (code, reason) when the file cannot be read or is empty."""
     try:
-        rec.size_bytes = path.stat().st_size
+        rec.size_bytes = storage.size(path)
+    except storage.StorageError:
+        raise  # the store, not the file: recorded as storage_error, retried by a rerun
     except OSError as e:
         return "unreadable", f"cannot read the file ({e.strerror}); check its permissions"
     if rec.size_bytes == 0:
         return "empty_file", "the file is empty (0 bytes); copy it again from the original"
     try:
         rec.content_hash = content_hash(path)
+    except storage.StorageError:
+        raise
     except OSError as e:  # stat works on a file without read permission; reading does not
         return "unreadable", f"cannot read the file ({e.strerror}); check its permissions"
     rec.source_id = rec.content_hash[:16]

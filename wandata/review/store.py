@@ -16,6 +16,7 @@ from pathlib import Path
 from wandata.confine import OutsideRoot, inside
 from wandata.dataset import reasons, review
 from wandata.dataset.manifest import MANIFEST_NAME, Manifest
+from wandata.dataset.manifest import signature as manifest_signature
 from wandata.dataset.records import FAILED, KEPT, ClipRecord, SourceRecord
 
 SCORES = ("motion", "sharpness", "brightness", "contrast", "text")
@@ -90,7 +91,7 @@ class Store:
     def state(self) -> State:
         """The manifest and the journal as they are on disk now (re-read only what changed)."""
         with self._lock:
-            mf = self._sig(self.dataset / MANIFEST_NAME)
+            mf = manifest_signature(self.dataset)   # the base file and its parts
             jr = self._sig(review.journal_path(self.dataset))
             if mf != self._mf_sig:
                 self._load_manifest()

@@ -15,15 +15,16 @@ from pathlib import Path
 from wandata.train import models as M
 
 DEFAULT_TARGETS = "q,k,v,o,ffn.0,ffn.2"
-TASKS = ("t2v", "i2v", "flf2v", "ti2v", "vace")
+TASKS = ("t2v", "i2v", "flf2v", "ti2v", "vace", "control")
 EXPERTS = ("high", "low")   # --expert: high_noise, low_noise
-DEEPSPEED = ("zero3", "zero2-offload")
+DEEPSPEED = ("zero3", "zero2-offload", "none")   # none: accelerate's plain DDP (gloo on CPU)
 DTYPES = ("bf16", "fp32")
 CONFIG_NAME = "train_config.json"
 
 
 # The inputs the trainer gives the pipeline, by DiffSynth's names (train.py parse_extra_inputs).
-KNOWN_INPUTS = ("input_image", "end_image", "vace_video", "vace_reference_image")
+KNOWN_INPUTS = ("input_image", "end_image", "vace_video", "vace_reference_image", "control_video",
+                "reference_image")
 
 
 class ConfigError(Exception):

@@ -3,8 +3,8 @@
 Fixed mode passes ``height``/``width``; dynamic mode leaves them unset and passes
 ``max_pixels`` (at least every clip's area), so each clip keeps its own bucket size and
 orientation. Frames are the first ``num_frames`` of each clip. The columns in
-``data_file_keys`` (VACE's control video and reference image) load with the clip's operator,
-as DiffSynth's train.py loads them.
+``data_file_keys`` (VACE's and Fun-Control's control video and reference image) load with the
+clip's operator, as DiffSynth's train.py loads them.
 """
 from __future__ import annotations
 

@@ -41,6 +41,21 @@ def user_config_is_deepspeed(path: str | None) -> bool:
         return False
 
 
+def user_config_processes(path: str | None) -> int | None:
+    if not path:
+        return None
+    try:
+        from accelerate.commands.config.config_args import load_config_from_file
+        return int(load_config_from_file(path).num_processes)
+    except Exception:
+        return None
+
+
+def on_cpu(cfg: TrainConfig) -> bool:
+    """Plain DDP on a machine without a GPU: the processes train on the CPU (gloo)."""
+    return cfg.phase == 2 and cfg.deepspeed == "none" and visible_gpus() == 0
+
+
 def default_accelerate_config_exists() -> bool:
     try:
         from accelerate.commands.config import default_config_file
@@ -83,7 +98,16 @@ def phase2_command(cfg: TrainConfig) -> list[str]:
         cmd += ["--main_process_ip", cfg.main_process_ip]
     if cfg.main_process_port is not None:
         cmd += ["--main_process_port", str(cfg.main_process_port)]
-    if not user_config_is_deepspeed(cfg.accelerate_config):
+    if cfg.deepspeed == "none":
+        # accelerate's own DDP: the backend (NCCL on GPUs, gloo for CPU processes) and the
+        # distributed type come from the accelerate config; without one, several GPUs.
+        cmd += ["--mixed_precision", "bf16" if cfg.dtype == "bf16" else "no", "--dynamo_backend", "no"]
+        many = (num or user_config_processes(cfg.accelerate_config) or 1) > 1
+        if many and (on_cpu(cfg) or not cfg.accelerate_config):
+            # torchrun's launcher starts the local processes; accelerate's MULTI_CPU type alone
+            # starts them only through mpirun (a hostfile), else runs one process.
+            cmd += ["--multi_gpu"]
+    elif not user_config_is_deepspeed(cfg.accelerate_config):
         cmd += ["--mixed_precision", "bf16" if cfg.dtype == "bf16" else "no", "--dynamo_backend", "no",
                 "--use_deepspeed", "--deepspeed_config_file", str(DEEPSPEED_CONFIGS[cfg.deepspeed]),
                 # Off: the DiT is memory-mapped from its safetensors file (pages shared by
@@ -99,7 +123,8 @@ def phase2_command(cfg: TrainConfig) -> list[str]:
 def missing_files(cfg: TrainConfig) -> list[str]:
     """Files a launch reads from this package (shipped as package data): an install that lacks
     them (a wheel built without its data) cannot start phase 2."""
-    need = [HERE / "run.py"] + ([DEEPSPEED_CONFIGS[cfg.deepspeed]] if cfg.phase == 2 else [])
+    need = [HERE / "run.py"] + ([DEEPSPEED_CONFIGS[cfg.deepspeed]] if cfg.phase == 2 and cfg.deepspeed != "none"
+                                else [])
     return [f"{p} (missing from the installed package; reinstall wandata)" for p in need if not p.is_file()]
 
 
@@ -120,6 +145,8 @@ def environment(cfg: TrainConfig) -> dict[str, str]:
         env.update(offline_env())
     if cfg.download_source:
         env["DIFFSYNTH_DOWNLOAD_SOURCE"] = cfg.download_source
+    if on_cpu(cfg):
+        env["ACCELERATE_USE_CPU"] = "true"   # each process: accelerate's MULTI_CPU state, gloo
     return env
 
 

@@ -99,8 +99,18 @@ PRESETS = {p.name: p for p in (
     _preset("Wan2.2-TI2V-5B", "wan2.2-ti2v-5b", 5.0),
     _preset("Wan2.2-T2V-A14B", "wan2.2-t2v-a14b", 14.29),
     _preset("Wan2.2-I2V-A14B", "wan2.2-i2v-a14b", 14.29),
-    # DiffSynth's Wan2.1-VACE-1.3B.sh puts the LoRA on the VACE blocks (--lora_base_model vace).
+    # DiffSynth's Wan2.1-VACE-*.sh and Wan2.2-VACE-Fun-A14B.sh put the LoRA on the VACE blocks
+    # (--lora_base_model vace); the 14B VACE blocks hold 3.05 B more parameters.
     _preset("Wan2.1-VACE-1.3B", "wan2.1-vace-1.3b", 1.42, lora_base_model="vace"),
+    _preset("Wan2.1-VACE-14B", "wan2.1-vace-14b", 14.29, lora_base_model="vace"),
+    _preset("Wan2.2-VACE-Fun-A14B", "wan2.2-vace-fun-a14b", 14.29, lora_base_model="vace"),
+    # Fun-Control: the LoRA on the DiT (Wan2.*-Fun-*-Control.sh: --lora_base_model dit); the
+    # control video's latents enter as channels of y (in_dim 48; the A14B: 52).
+    _preset("Wan2.1-Fun-1.3B-Control", "wan2.1-fun-1.3b-control", 1.56),
+    _preset("Wan2.1-Fun-14B-Control", "wan2.1-fun-14b-control", 16.40),
+    _preset("Wan2.1-Fun-V1.1-1.3B-Control", "wan2.1-fun-v1.1-1.3b-control", 1.56),
+    _preset("Wan2.1-Fun-V1.1-14B-Control", "wan2.1-fun-v1.1-14b-control", 16.40),
+    _preset("Wan2.2-Fun-A14B-Control", "wan2.2-fun-a14b-control", 14.29),
 )}
 
 

@@ -23,16 +23,20 @@ DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
 ENCODER_ROLES = ("text_encoder", "vae", "image_encoder")
 LORA_PREFIX = "pipe.dit."
 # The WanModel flags the encode units read from ``pipe.dit`` (diffsynth pipelines/wan_video.py:
-# ImageEmbedderCLIP, ImageEmbedderVAE, ImageEmbedderFused) and WanModel's defaults for them.
+# ImageEmbedderCLIP, ImageEmbedderVAE, ImageEmbedderFused; FunControl sizes the zero part of
+# ``y`` from ``in_dim``) and WanModel's defaults for them.
 DIT_FLAGS = {"require_clip_embedding": True, "require_vae_embedding": True, "fuse_vae_embedding_in_latents": False,
              "has_image_pos_emb": False, "has_image_input": False, "seperated_timestep": False}
+CONTROL_FLAGS = {"in_dim": 16}
+# The single images a row gives, loaded by DiffSynth's operator as a one-frame list.
+IMAGE_COLUMNS = ("vace_reference_image", "reference_image")
 
 
 def lora_prefix(cfg: TrainConfig) -> str:
     return f"pipe.{cfg.lora_base_model}."
 
 
-def dit_flags(dit_files: list[str], registry: list | None = None) -> dict:
+def dit_flags(dit_files: list[str], registry: list | None = None, inputs=None) -> dict:
     """The DiT's conditioning flags, from the model-table entry DiffSynth loads it with (matched
     by the checkpoint's key hash, as its loader matches it): the encode pass runs without the
     DiT, and these decide which image encodings a clip gets (CLIP features, ``y``, fused first
@@ -47,7 +51,11 @@ def dit_flags(dit_files: list[str], registry: list | None = None) -> dict:
         raise M.ModelError(f"{', '.join(dit_files)}: DiffSynth's model table has no Wan DiT with these weights' "
                            "shapes; pass its entry with --model-registry")
     kw = rows[0].get("extra_kwargs") or {}
-    return {k: kw.get(k, v) for k, v in DIT_FLAGS.items()}
+    flags = {k: kw.get(k, v) for k, v in DIT_FLAGS.items()}
+    # Only where it decides an encoding, so that the keys of other caches stay as they were.
+    if "control_video" in (inputs or ()):
+        flags.update({k: kw.get(k, v) for k, v in CONTROL_FLAGS.items()})
+    return flags
 
 
 class DiTFlags:
@@ -141,13 +149,14 @@ class WanLoRAModule(DiffusionTrainingModule):
             "seed": 0, "rand_device": "cpu",
         }
         # DiffSynth's train.py parse_extra_inputs: the I2V / FLF2V images are the loaded clip's
-        # first and last frames (as cropped for training); VACE's columns are loaded files.
+        # first and last frames (as cropped for training); VACE's and Fun-Control's columns are
+        # loaded files (the control video's frames, the reference image).
         for name in self.cfg.inputs():
             if name == "input_image":
                 shared["input_image"] = video[0]
             elif name == "end_image":
                 shared["end_image"] = video[-1]
-            elif name == "vace_reference_image":
+            elif name in IMAGE_COLUMNS:
                 shared[name] = _column(data, name)[0]
             else:
                 shared[name] = _column(data, name)

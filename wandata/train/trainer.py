@@ -101,7 +101,7 @@ def checkpoints(output_dir: str | Path) -> list[tuple[int, Path]]:
 
 
 def state_path(ckpt: Path) -> Path:
-    """Single process: ``step-N.state.safetensors``; distributed: the folder ``step-N.state``."""
+    """One process or DDP: ``step-N.state.safetensors``; DeepSpeed: the folder ``step-N.state``."""
     return ckpt.with_name(ckpt.name.replace(".safetensors", ".state.safetensors"))
 
 
@@ -249,12 +249,13 @@ class RunLogger(ModelLogger):
                 save_lora(default_output(path, "comfyui"), comfy, output_metadata(
                     lora_metadata(self.cfg, step), summary["layout_in"], "comfyui"))
         extra = {"seed": self.cfg.seed, "world_size": accelerator.num_processes}
-        if accelerator.num_processes > 1 or getattr(accelerator.state, "deepspeed_plugin", None) is not None:
-            kwargs = {"exclude_frozen_parameters": True} if getattr(accelerator.state, "deepspeed_plugin", None) else {}
-            accelerator.save_state(str(state_dir(path)), **kwargs)
+        if getattr(accelerator.state, "deepspeed_plugin", None) is not None:
+            accelerator.save_state(str(state_dir(path)), exclude_frozen_parameters=True)
             if accelerator.is_main_process:
                 (state_dir(path) / "wandata.json").write_text(json.dumps({"step": step, **extra}), encoding="utf-8")
         elif accelerator.is_main_process:
+            # One process, or DDP, where every process holds the same optimizer state: ours, not
+            # accelerate's save_state, which would also write the whole frozen DiT each time.
             save_optimizer_state(state_path(path), self.optimizer, step, extra)
         if accelerator.is_main_process:
             self._prune_states()
@@ -334,7 +335,10 @@ def encode_missing(cfg: TrainConfig, accelerator, ds, keys: list[str], cache: C.
         from tqdm import tqdm
 
         t0 = time.perf_counter()
-        pipe = load_pipeline(cfg, encoder_files, device=accelerator.device, no_zero3_init=no_zero3_init(accelerator))
+        # accelerate names a MULTI_CPU process's device cpu:N, which safetensors (DiffSynth's
+        # loader) refuses: the CPU is one device
+        device = "cpu" if accelerator.device.type == "cpu" else accelerator.device
+        pipe = load_pipeline(cfg, encoder_files, device=device, no_zero3_init=no_zero3_init(accelerator))
         enc = WanLoRAModule(pipe, cfg, with_lora=False, flags=flags)
         stats["load_seconds"] = time.perf_counter() - t0
         loader = torch.utils.data.DataLoader(torch.utils.data.Subset(ds, mine), batch_size=1, shuffle=False,
@@ -525,7 +529,7 @@ def _encode(r: Run) -> list[str]:
     if cfg.inputs():   # the DiT's flags choose the image encodings (its weights load after encoding)
         dit = resolve_files(cfg, ["dit"], r.accelerator.main_process_first)["dit"]
         try:
-            flags = dit_flags(dit, cfg.model_registry)
+            flags = dit_flags(dit, cfg.model_registry, cfg.inputs())
         except M.ModelError as e:
             raise TrainError(str(e)) from None
     r.cache = C.EncodeCache(cfg.cache_dir)
