@@ -302,6 +302,13 @@ def test_fun_control_caches_the_control_latents_and_trains_a_dit_lora(ds16, stac
     keys = lora_keys(out / "step-2.safetensors")
     assert "blocks.0.self_attn.q.lora_A.default.weight" in keys and all(k.startswith("blocks.") for k in keys)
     assert (out / "step-2.comfyui.safetensors").is_file()
+    # validation renders get the clip's control video (and reference image) as their inputs
+    from wandata.train.config import load as load_config
+    from wandata.train.validate import _frames, held_out_prompts
+    prompts, _ = held_out_prompts(load_config(out / "train_config.json"), 1)
+    clip = _frames(ds16 / prompts[0].source)
+    assert len(prompts[0].control_video) == len(clip) and prompts[0].control_video[0].size == clip[0].size
+    assert (prompts[0].reference_image is not None) == v11
 
     again = train(ds16, stack, profile, tmp_path / "run2", "--image-encoder", stack["image_encoder"],
                   "--cache-dir", tmp_path / "run-cache")

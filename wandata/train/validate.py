@@ -72,6 +72,8 @@ class Prompt:
     end_image: object = None             # PIL last frame (FLF2V)
     vace_video: list | None = None       # PIL frames of the control video (VACE)
     vace_reference_image: object = None  # PIL (VACE)
+    control_video: list | None = None    # PIL frames of the control video (Fun-Control)
+    reference_image: object = None       # PIL (Fun-Control V1.1)
 
 
 @dataclass
@@ -183,11 +185,19 @@ def held_out_prompts(cfg: TrainConfig, limit: int, with_images: bool | None = No
         if "vace_video" in inputs:
             p.vace_video = _frames(_inside(base, r, "vace_video"))
         if "vace_reference_image" in inputs:
-            from PIL import Image
-            with Image.open(_inside(base, r, "vace_reference_image")) as im:
-                p.vace_reference_image = im.convert("RGB")
+            p.vace_reference_image = _image(_inside(base, r, "vace_reference_image"))
+        if "control_video" in inputs:
+            p.control_video = _frames(_inside(base, r, "control_video"))
+        if "reference_image" in inputs:
+            p.reference_image = _image(_inside(base, r, "reference_image"))
         prompts.append(p)
     return prompts, notes
+
+
+def _image(path: Path):
+    from PIL import Image
+    with Image.open(path) as im:
+        return im.convert("RGB")
 
 
 def _inside(base: Path, row: dict, column: str) -> Path:
@@ -321,6 +331,11 @@ def render(pipe, plan: Plan, prompt: Prompt, seed: int, device: str) -> list:
         kw["vace_video"] = (frames + frames[-1:] * plan.num_frames)[:plan.num_frames]
     if prompt.vace_reference_image is not None:
         kw["vace_reference_image"] = prompt.vace_reference_image.resize((plan.width, plan.height))
+    if prompt.control_video is not None:
+        frames = [f.convert("RGB").resize((plan.width, plan.height)) for f in prompt.control_video]
+        kw["control_video"] = (frames + frames[-1:] * plan.num_frames)[:plan.num_frames]
+    if prompt.reference_image is not None:
+        kw["reference_image"] = prompt.reference_image.resize((plan.width, plan.height))
     if getattr(pipe, "dit2", None) is not None and plan.cfg.boundary is not None:
         kw["switch_DiT_boundary"] = plan.cfg.boundary
     return pipe(**kw)
