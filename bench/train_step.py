@@ -58,6 +58,7 @@ import argparse
 import datetime as _dt
 import gc
 import json
+import math
 import os
 import statistics
 import sys
@@ -211,6 +212,8 @@ def main(argv=None) -> int:
                     help="compare: which of diffsynth,off,auto; off+LEVER=VALUE forces one lever on the untuned path "
                          "(e.g. off+compile=on, off+checkpointing=off, off+attention=cudnn)")
     ap.add_argument("--loss-curve", type=int, metavar="N", help="N steps levers off vs auto; losses to --json")
+    ap.add_argument("--render", action="store_true",
+                    help="with --loss-curve: a validation render with each LoRA and the base model, compared (PSNR)")
     ap.add_argument("--peak-tflops", type=float, default=989.0,
                     help="dense bf16 peak for MFU (default: H200 SXM's datasheet figure)")
     args = ap.parse_args(argv)
@@ -871,8 +874,48 @@ def compare(args) -> int:
     return 0
 
 
+RENDER_STEPS = 10   # sampling steps of the validation renders (flow matching, Wan's shift 5)
+
+
+def _render(pipe, item, device, dtype, vae) -> torch.Tensor:
+    """A validation render with ``pipe``'s DiT (LoRA included) from the cached clip's text
+    context: fixed noise, ``RENDER_STEPS`` steps of DiffSynth's own scheduler and model
+    function, decoded by ``vae``; frames in [0, 255] as float."""
+    from diffsynth.pipelines.wan_video import model_fn_wan_video
+
+    shared, posi, _ = item
+    lat, ctx = shared["input_latents"], posi["context"].to(device, dtype)
+    g = torch.Generator("cpu").manual_seed(1234)
+    x = torch.randn(lat.shape, generator=g).to(device, dtype)
+    pipe.scheduler.set_timesteps(RENDER_STEPS, denoising_strength=1.0, shift=5.0)
+    with torch.no_grad():
+        for t in pipe.scheduler.timesteps:
+            ts = t.unsqueeze(0).to(device, dtype)
+            v = model_fn_wan_video(dit=pipe.dit, latents=x, timestep=ts, context=ctx)
+            x = pipe.scheduler.step(v, t, x)
+        video = vae.decode(x, device=device, tiled=False)
+    return ((video.float().clamp(-1, 1) + 1) * 127.5).cpu()
+
+
+def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    mse = float(((a - b) ** 2).mean())
+    return float("inf") if mse == 0 else 10 * math.log10(255.0 ** 2 / mse)
+
+
+def _random_vae(args, device, dtype):
+    """A Wan2.1 VAE with random weights (the renders are compared with each other, so any fixed
+    decoder will do); the tiny one under --tiny."""
+    torch.manual_seed(7)
+    if args.tiny:
+        from tools.tiny_wan import TinyWanVideoVAE as VAE
+    else:
+        from diffsynth.models.wan_video_vae import WanVideoVAE as VAE
+    return VAE(z_dim=16).to(device=device, dtype=dtype).eval()
+
+
 def loss_curve(args) -> int:
-    """N steps levers off, then levers auto, on the same 4 synthetic cached clips, seed, timesteps."""
+    """N steps levers off, then levers auto, on the same 4 synthetic cached clips, seed, timesteps;
+    then a validation render with each LoRA (and with none), compared frame by frame."""
     from accelerate import Accelerator
 
     device = args.device
@@ -888,6 +931,10 @@ def loss_curve(args) -> int:
            "frames": frames, "height": height, "width": width, "lora_rank": rank, "steps": args.loss_curve,
            "clips": len(keys), "seed": 0, "date": _dt.date.today().isoformat(), "runs": {}}
     start = time.perf_counter()
+    renders = {}
+    vae = _random_vae(args, device, dtype) if args.render else None
+    if args.render:
+        renders["base"] = _render(_build_pipe(kwargs, device, dtype), cache.get(keys[0]), device, dtype, vae)
     for mode in ("none", "auto"):
         if time.perf_counter() - start > args.deadline:
             log(f"deadline: skipping levers {mode}")
@@ -904,7 +951,10 @@ def loss_curve(args) -> int:
         log(f"levers {mode}: {args.loss_curve} steps in {info['seconds']} s; last losses {info['losses'][-3:]}")
         accelerator.free_memory()
         from wandata.train import levers as L
-        L.unapply(module)
+        L.unapply(module)   # renders run eager in both modes: they compare the LoRAs, not the levers
+        if args.render:
+            module.eval()
+            renders[mode] = _render(pipe, cache.get(keys[0]), device, dtype, vae)
         del module, pipe
         reset_peak(device)
         if args.json:
@@ -920,6 +970,19 @@ def loss_curve(args) -> int:
         print(f"loss over {len(a)} steps: mean {out['mean_loss']['none']:.4f} (levers none) vs "
               f"{out['mean_loss']['auto']:.4f} (auto); per-step |diff| mean {out['mean_abs_diff']:.4g}, "
               f"max {out['max_abs_diff']:.4g}")
+        if args.json:
+            args.json.write_text(json.dumps(out) + "\n", encoding="utf-8")
+    if {"base", "none", "auto"} <= renders.keys():
+        # Close means: the two LoRAs' renders differ far less than either differs from the base
+        # model's, i.e. the levers change bf16 rounding, not what the LoRA learned.
+        out["render"] = {"steps": RENDER_STEPS, "frames": list(renders["none"].shape),
+                         "psnr_tuned_vs_untuned": _psnr(renders["auto"], renders["none"]),
+                         "psnr_untuned_vs_base": _psnr(renders["none"], renders["base"]),
+                         "psnr_tuned_vs_base": _psnr(renders["auto"], renders["base"]),
+                         "max_abs_tuned_vs_untuned": float((renders["auto"] - renders["none"]).abs().max())}
+        r = out["render"]
+        print(f"renders ({RENDER_STEPS} steps, {r['frames']}): PSNR tuned vs untuned {r['psnr_tuned_vs_untuned']:.2f} dB; "
+              f"each LoRA vs the base model {r['psnr_untuned_vs_base']:.2f} / {r['psnr_tuned_vs_base']:.2f} dB")
         if args.json:
             args.json.write_text(json.dumps(out) + "\n", encoding="utf-8")
     tmp.cleanup()

@@ -225,8 +225,8 @@ def _registry(path):
 @click.option("--levers", type=click.Choice(["auto", "none"]),
               help="Speed levers (docs/train.md): auto (default) chooses each from the GPU, its memory and the "
                    "clip shape, all off without a GPU; none: every auto lever off (the untuned path).")
-@click.option("--gradient-checkpointing", "checkpointing", type=click.Choice(["auto", "on", "off"]),
-              help="auto (default): only on as many DiT blocks as memory needs; on: every block; off: none.")
+@click.option("--gradient-checkpointing", "checkpointing", type=click.Choice(["auto", "on", "selective", "off"]),
+              help="auto (default): only as much as memory needs (whole blocks, selective: attention kept, or none); on: every block whole; selective: every block keeps its attention outputs; off: none.")
 @click.option("--compile", type=click.Choice(["auto", "on", "off"]),
               help="torch.compile of the DiT block (regional, once per clip shape). GPU only.")
 @click.option("--attention", type=click.Choice(["auto", "default", "cudnn", "flash", "efficient"]),

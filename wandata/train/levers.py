@@ -5,11 +5,17 @@ Every lever is a setting of ``TrainConfig`` (``auto`` by default) with a flag of
 then the untuned path (DiffSynth's own way of running the same code). On a machine without a
 CUDA GPU every lever resolves to off, and forcing a GPU-only one there is refused.
 
-* ``checkpointing`` (``--gradient-checkpointing``): activation checkpointing only on as many
-  DiT blocks as memory needs. ``auto`` asks the estimator (``wandata.train.estimate``) for the
-  peak with checkpointing on every block and on none, and leaves the most blocks
-  un-checkpointed whose peak fits in 85 % of the GPU memory this process can have. Each block
-  left out saves one forward of recompute. ``on``: every block; ``off``: none.
+* ``checkpointing`` (``--gradient-checkpointing``): activation checkpointing only where memory
+  needs it, each block in one of three ways: whole (the block's forward runs again in
+  backward), selective (its attention outputs are kept and everything else recomputed: the
+  attention, about half a 14B block's forward at 81x480x832, is never run twice, for two
+  activations of ``tokens x dim`` per block) or none. ``auto`` asks the estimator
+  (``wandata.train.estimate``) for the peak with every block whole and with none, and picks
+  the mix that saves the most recompute within 85 % of the GPU memory this process can have;
+  per byte kept, selective saves more than none, so it comes first. ``on``: every block
+  whole; ``selective``: every block selective; ``off``: none. Selective needs the attention
+  to be PyTorch's SDPA (an installed flash_attn / SageAttention is an opaque call the policy
+  cannot keep), which is what DiffSynth calls when neither is installed.
 * ``compile``: ``torch.compile`` of the DiT block's forward (regional: one function, compiled
   once for all blocks, ``dynamic=False``; a new bucket shape compiles once more, never per
   batch). The checkpoint wrapper sits outside the compiled region, so checkpointed blocks
@@ -51,7 +57,7 @@ import torch
 NAMES = ("checkpointing", "compile", "attention", "fused_adamw", "lazy_loss", "prefetch", "cudnn_benchmark")
 CHOICES = {
     "levers": ("auto", "none"),
-    "checkpointing": ("auto", "on", "off"),
+    "checkpointing": ("auto", "on", "selective", "off"),
     "compile": ("auto", "on", "off"),
     "attention": ("auto", "default", "cudnn", "flash", "efficient"),
     "fused_adamw": ("auto", "on", "off"),
@@ -75,13 +81,15 @@ class LeverError(Exception):
 
 @dataclass
 class Levers:
-    """What a run uses. ``checkpoint_blocks`` counts the blocks (from the first) that recompute;
+    """What a run uses. ``checkpoint_blocks`` counts the blocks (from the first) that recompute
+    whole, ``selective_blocks`` the blocks after them that keep their attention outputs;
     ``checkpoint_by`` is ``diffsynth`` (DiffSynth's own flag, every block or none) or ``wandata``
     (our per-block wrapper)."""
     device: str = "cpu"
     num_blocks: int | None = None
     checkpoint_by: str = "diffsynth"
     checkpoint_blocks: int | None = None
+    selective_blocks: int = 0
     gradient_checkpointing: bool = True     # the flag handed to DiffSynth's model_fn
     compile: bool = False
     attention: str = "default"
@@ -98,7 +106,9 @@ class Levers:
         if self.checkpoint_by == "diffsynth":
             ck = "every block (DiffSynth's flag)" if self.gradient_checkpointing else "off"
         else:
-            ck = f"{self.checkpoint_blocks} of {self.num_blocks} blocks"
+            ck = f"{self.checkpoint_blocks} of {self.num_blocks} blocks whole"
+            if self.selective_blocks:
+                ck += f", {self.selective_blocks} selective"
         onoff = lambda v: "on" if v else "off"   # noqa: E731
         parts = [f"checkpointing {ck}", f"compile {onoff(self.compile)}", f"attention {self.attention}",
                  f"fused AdamW {onoff(self.fused_adamw)}", f"lazy loss {onoff(self.lazy_loss)}",
@@ -164,6 +174,13 @@ def resolve(cfg, device, free_bytes: int | None = None, probe: bool = True) -> L
         lv.why["checkpointing"] = "off (forced)"
     elif forced == "on":
         lv.why["checkpointing"] = "every block (forced)"
+    elif forced == "selective":
+        why = _selective_refused()
+        if why:
+            raise LeverError(f"--gradient-checkpointing selective: {why}; use on or auto")
+        lv.checkpoint_by, lv.checkpoint_blocks, lv.gradient_checkpointing = "wandata", 0, False
+        lv.selective_blocks = n or 0
+        lv.why["checkpointing"] = "every block selective (forced)"
     elif want("checkpointing") == "off":
         lv.why["checkpointing"] = "every block, DiffSynth's (levers none)"
     elif not cuda or phase2 or arch is None:
@@ -173,12 +190,11 @@ def resolve(cfg, device, free_bytes: int | None = None, probe: bool = True) -> L
         if free_bytes is None:
             free, _ = torch.cuda.mem_get_info(torch.device(device))
             free_bytes = free + torch.cuda.memory_reserved(torch.device(device))
-        k, peaks = blocks_to_checkpoint(cfg, free_bytes)
-        if k is not None:
-            lv.checkpoint_by, lv.checkpoint_blocks, lv.gradient_checkpointing = "wandata", k, False
-            lv.why["checkpointing"] = (f"{k} of {n} blocks: estimated peak {peaks[k] / 2**30:.1f} GiB within "
-                                       f"{MEMORY_SHARE:.0%} of {free_bytes / 2**30:.1f} GiB (every block "
-                                       f"{peaks[n] / 2**30:.1f}, none {peaks[0] / 2**30:.1f})")
+        plan = plan_checkpointing(cfg, free_bytes)
+        if plan is not None:
+            lv.checkpoint_by, lv.gradient_checkpointing = "wandata", False
+            lv.checkpoint_blocks, lv.selective_blocks = plan["whole"], plan["selective"]
+            lv.why["checkpointing"] = plan["why"]
         else:
             lv.why["checkpointing"] = "every block: no memory estimate (measured.json has too few figures)"
     # --- the GPU-only ones
@@ -231,25 +247,90 @@ def resolve(cfg, device, free_bytes: int | None = None, probe: bool = True) -> L
 
 
 def blocks_to_checkpoint(cfg, free_bytes: int) -> tuple[int | None, dict]:
-    """The fewest blocks to checkpoint whose estimated peak fits ``MEMORY_SHARE`` of
-    ``free_bytes``, and the estimated peak (bytes) for each count."""
-    from wandata.train import estimate as E
-
-    entries = E.load()
-    fit = E.fit_memory(entries)
-    if fit is None:
+    """Whole-block checkpointing alone: the fewest blocks to checkpoint whose estimated peak
+    fits ``MEMORY_SHARE`` of ``free_bytes``, and the estimated peak (bytes) for each count."""
+    terms = _memory_plan_terms(cfg)
+    if terms is None:
         return None, {}
-    spec = E.spec_of_config(cfg)
-    n = E.ARCH[cfg.model].num_layers
-    on = fit.bytes(dataclasses.replace(spec, gc=True))
-    none = fit.bytes(dataclasses.replace(spec, gc=False))
-    # each block left out of checkpointing keeps its activations: linear between the two ends
-    peaks = {k: on + (n - k) / n * (none - on) for k in range(n + 1)}
+    on, per_none, _, n, _ = terms
+    peaks = {k: on + (n - k) * per_none for k in range(n + 1)}
     budget = MEMORY_SHARE * free_bytes
     for k in range(n + 1):
         if peaks[k] <= budget:
             return k, peaks
     return n, peaks
+
+
+def _selective_refused() -> str:
+    """Why selective checkpointing cannot run here ('' when it can)."""
+    try:
+        from diffsynth.models import wan_video_dit as w
+    except Exception as e:   # noqa: BLE001 - the reason is reported, not hidden
+        return f"DiffSynth's Wan DiT cannot be imported ({e})"
+    found = [f for f in ("FLASH_ATTN_3_AVAILABLE", "FLASH_ATTN_2_AVAILABLE", "SAGE_ATTN_AVAILABLE")
+             if getattr(w, f, False)]
+    if found:
+        return (f"DiffSynth calls {found[0].rsplit('_', 1)[0].lower()} instead of PyTorch's SDPA, an opaque "
+                "kernel whose outputs the policy cannot keep")
+    return ""
+
+
+def _memory_plan_terms(cfg):
+    """(peak with every block whole, bytes each block adds without checkpointing, bytes each
+    adds selective, blocks, share of a block's forward that is attention), or None."""
+    from wandata.train import estimate as E
+
+    fit = E.fit_memory(E.load())
+    if fit is None:
+        return None
+    spec = E.spec_of_config(cfg)
+    arch = E.ARCH[cfg.model]
+    n = arch.num_layers
+    on = fit.bytes(dataclasses.replace(spec, gc=True))
+    none = fit.bytes(dataclasses.replace(spec, gc=False))
+    b = E.DTYPE_BYTES.get(spec.dtype, 2)
+    # kept per selective block: the self- and cross-attention outputs (tokens x dim each) and
+    # their fp32 log-sum-exp rows (tokens x heads each)
+    selective = 2 * spec.tokens * (arch.dim * b + arch.num_heads * 4)
+    share = E.work(dataclasses.replace(spec, gc=False))["attention_share"]
+    return on, (none - on) / n, selective, n, share
+
+
+def plan_checkpointing(cfg, free_bytes: int) -> dict | None:
+    """How many blocks to checkpoint whole and how many selective (the rest: none) so that the
+    estimated peak fits ``MEMORY_SHARE`` of ``free_bytes`` with the least recompute. A block
+    left out saves one block forward; a selective one saves its attention share of it."""
+    terms = _memory_plan_terms(cfg)
+    if terms is None:
+        return None
+    on, per_none, per_sel, n, share = terms
+    budget = MEMORY_SHARE * free_bytes
+    sel_ok = not _selective_refused()
+    best = None
+    for none in range(n + 1):
+        room = budget - on - none * per_none
+        if room < 0:
+            break
+        sel = min(n - none, int(room // per_sel)) if sel_ok else 0
+        saved = none + sel * share
+        if best is None or saved > best[0] + 1e-9:
+            best = (saved, none, sel)
+    if best is None:
+        none, sel = 0, 0
+    else:
+        _, none, sel = best
+    whole = n - none - sel
+    peak = on + none * per_none + sel * per_sel
+    why = (f"{whole} of {n} blocks whole, {sel} selective, {none} none: estimated peak {peak / 2**30:.1f} GiB "
+           f"within {MEMORY_SHARE:.0%} of {free_bytes / 2**30:.1f} GiB (every block whole {on / 2**30:.1f}, "
+           f"none {(on + n * per_none) / 2**30:.1f}; selective keeps {per_sel / 2**30:.2f} GiB a block and "
+           f"skips {share:.0%} of its recompute)")
+    if best is None:
+        why = f"every block whole: estimated peak {on / 2**30:.1f} GiB is over {MEMORY_SHARE:.0%} of " \
+              f"{free_bytes / 2**30:.1f} GiB (it may not fit)"
+    if not sel_ok:
+        why += f"; selective not used: {_selective_refused()}"
+    return {"whole": whole, "selective": sel, "none": none, "peak": peak, "why": why}
 
 
 # --- attention --------------------------------------------------------------------------------
@@ -332,8 +413,36 @@ def _compiled(forward):
     return torch.compile(forward, dynamic=False)
 
 
-def _block_forward(block, fn, checkpointed: bool):
-    if not checkpointed:
+_SDPA_OPS = ("_scaled_dot_product_cudnn_attention", "_scaled_dot_product_flash_attention",
+             "_scaled_dot_product_efficient_attention", "_scaled_dot_product_flash_attention_for_cpu")
+
+
+@functools.lru_cache(maxsize=None)
+def _keep_attention():
+    """Selective checkpointing's policy: SDPA's outputs are saved, every other op recomputed."""
+    from torch.utils.checkpoint import CheckpointPolicy, create_selective_checkpoint_contexts
+
+    keep = {getattr(torch.ops.aten, name).default for name in _SDPA_OPS if hasattr(torch.ops.aten, name)}
+
+    def policy(ctx, op, *args, **kwargs):
+        return CheckpointPolicy.MUST_SAVE if op in keep else CheckpointPolicy.PREFER_RECOMPUTE
+    return functools.partial(create_selective_checkpoint_contexts, policy)
+
+
+@functools.lru_cache(maxsize=None)
+def _selective(forward, compile_: bool):
+    # Under torch.compile the checkpoint must sit inside the compiled region for the policy to
+    # reach the partitioner; eager, the same function works as is.
+    def fn(block, *args, **kwargs):
+        return torch.utils.checkpoint.checkpoint(forward, block, *args, use_reentrant=False,
+                                                 context_fn=_keep_attention(), **kwargs)
+    return torch.compile(fn, dynamic=False) if compile_ else fn
+
+
+def _block_forward(block, fn, how: str):
+    if how == "none":
+        return functools.partial(fn, block)
+    if how == "selective":
         return functools.partial(fn, block)
 
     def forward(*args, **kwargs):
@@ -354,11 +463,17 @@ def apply(module, lv: Levers) -> None:
         return
     cls_forward = type(blocks[0]).forward
     fn = _compiled(cls_forward) if lv.compile else cls_forward
-    k = 0
+    k, s = 0, 0
     if lv.checkpoint_by == "wandata":
         k = len(blocks) if lv.checkpoint_blocks is None else lv.checkpoint_blocks
+        s = lv.selective_blocks or 0
     for i, block in enumerate(blocks):
-        block.forward = _block_forward(block, fn, i < k)
+        if i < k:
+            block.forward = _block_forward(block, fn, "whole")
+        elif i < k + s:
+            block.forward = _block_forward(block, _selective(cls_forward, lv.compile), "selective")
+        else:
+            block.forward = _block_forward(block, fn, "none")
 
 
 def unapply(module) -> None:
