@@ -535,3 +535,40 @@ def test_cache_files_are_keyed_and_never_trusted_blindly(tmp_path):
     assert k != C.cache_key("clip", "another prompt", "models", {"num_frames": 5})
     assert k != C.cache_key("clip", "a prompt", "other-models", {"num_frames": 5})
     assert k != C.cache_key("clip", "a prompt", "models", {"num_frames": 9})
+
+
+def test_phase2_engine_one_gpu_where_the_model_fits_alone(exported, stack, tmp_path):
+    """--deepspeed auto: the 14B on one GPU that holds it alone trains in this process without
+    ZeRO (levers on); several GPUs, small GPUs or no GPU keep DeepSpeed ZeRO-3."""
+    from wandata.train import launch
+    from wandata.train.config import TrainConfig
+    GIB = 2 ** 30
+    c14 = TrainConfig(phase=2, model="Wan2.1-T2V-14B", num_frames=81, height=480, width=832)
+    assert launch.choose_engine(c14, gpus=1, memory=139 * GIB)[0] == "one-gpu"
+    assert launch.choose_engine(c14, gpus=1, memory=80 * GIB)[0] == "one-gpu"     # ~50 GiB every block whole
+    assert launch.choose_engine(c14, gpus=1, memory=48 * GIB)[0] == "zero3"
+    assert launch.choose_engine(c14, gpus=8, memory=139 * GIB)[0] == "zero3"
+    assert launch.choose_engine(c14, gpus=0)[0] == "zero3"
+    assert launch.choose_engine(TrainConfig(phase=2, deepspeed="zero2-offload"), gpus=1, memory=139 * GIB)[0] \
+        == "zero2-offload"
+    # one-gpu runs in this process: the command is the in-process one, the levers are phase 1's
+    one = TrainConfig(phase=2, model="Wan2.1-T2V-14B", deepspeed="one-gpu", num_frames=81, height=480, width=832)
+    assert launch.in_process(one) and "accelerate" not in " ".join(launch.command(one))
+    from wandata.train import levers as L
+    lv = L.resolve(one, "cuda:0", free_bytes=139 * GIB, probe=False)
+    assert lv.compile and lv.selective_blocks > 0
+    # on this machine (no GPU visible to the test) auto stays ZeRO-3, and one-gpu contradicts --gpus
+    r = CliRunner().invoke(main, ["train", "-d", str(exported), "--dry-run", "--phase", "2", "--json"],
+                           env={"CUDA_VISIBLE_DEVICES": ""})
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.stdout)
+    assert d["config"]["deepspeed"] == "zero3" and "no GPU" in d["engine"]
+    r = CliRunner().invoke(main, ["train", "-d", str(exported), "--dry-run", "--phase", "2", "--deepspeed", "one-gpu",
+                                  "--gpus", "2"])
+    assert r.exit_code == 2 and "--deepspeed one-gpu" in r.output
+    # forced one-gpu trains here, in this process, like phase 1 (the tiny stack, CPU)
+    out = tmp_path / "one"
+    cfg = cfg_for(exported, stack, out, steps=2, save_every=2, phase=2, deepspeed="one-gpu")
+    summary = run(cfg)
+    assert summary["steps"] == 2 and (out / "loss.csv").is_file()
+    assert json.loads((out / "train_config.json").read_text())["deepspeed"] == "one-gpu"

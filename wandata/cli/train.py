@@ -248,9 +248,11 @@ def _registry(path):
 @click.option("--machine-rank", type=click.IntRange(min=0), help="Phase 2: this node's rank.")
 @click.option("--main-process-ip", help="Phase 2: address of rank 0's node.")
 @click.option("--main-process-port", type=click.IntRange(1, 65535), help="Phase 2: port on rank 0's node.")
-@click.option("--deepspeed", type=click.Choice(["zero3", "zero2-offload", "none"]),
-              help="Phase 2: ZeRO-3 (default), ZeRO-2 with the optimizer state on the CPU, or none: "
-                   "accelerate's plain DDP (every process holds the whole DiT; CPU processes: gloo).")
+@click.option("--deepspeed", type=click.Choice(["auto", "one-gpu", "zero3", "zero2-offload", "none"]),
+              help="Phase 2: auto (default): one-gpu where the run has one GPU that holds the model alone, "
+                   "else zero3; one-gpu: this process, no DeepSpeed, the speed levers on; zero3: ZeRO-3; "
+                   "zero2-offload: ZeRO-2 with the optimizer state on the CPU; none: accelerate's plain DDP "
+                   "(every process holds the whole DiT; CPU processes: gloo).")
 @click.option("--accelerate-config", type=click.Path(exists=True, dir_okay=False),
               help="Phase 2: your accelerate config file (GPU count, nodes; a DeepSpeed one replaces ours).")
 @click.option("--dry-run", is_flag=True, help="Print the resolved config, the command and the estimate; train nothing.")
@@ -300,9 +302,19 @@ def train(ctx, phase, dataset, settings, task, model, model_dir, dit, dit2, text
     except TC.ConfigError as e:
         _fail(str(e), e.items, as_json)
     _refuse_ignored(ctx, phase, cfg)
-    if phase == 1:
-        _check_levers(cfg)
+    from wandata.train import launch
+    engine_why = None
     if phase == 2:
+        if cfg.deepspeed == "one-gpu" and ((cfg.num_processes or 1) > 1 or cfg.num_machines > 1
+                                           or cfg.accelerate_config):
+            raise click.UsageError("--deepspeed one-gpu trains in this process on one GPU: it contradicts "
+                                   "--gpus/--num-machines/--accelerate-config (drop them, or choose zero3)")
+        cfg.deepspeed, engine_why = launch.choose_engine(cfg)
+        if not as_json:
+            click.echo(f"phase 2 engine: {cfg.deepspeed} ({engine_why})", err=True)
+    if launch.in_process(cfg):
+        _check_levers(cfg)
+    if phase == 2 and not launch.in_process(cfg):
         # Before anything is written or launched, and also for a dry run, which should not
         # print a launch command that would fail.
         _need_train_extra(2, as_json)
@@ -310,12 +322,10 @@ def train(ctx, phase, dataset, settings, task, model, model_dir, dit, dit2, text
         if missing_files(cfg):
             _fail("phase 2 cannot start: files of the package are missing", missing_files(cfg), as_json)
     if dry_run:
-        _dry_run(cfg, as_json)
+        _dry_run(cfg, as_json, engine_why)
         return
-    _need_train_extra(phase, as_json)
-    from wandata.train import launch
-
-    if cfg.phase == 2:
+    _need_train_extra(1 if launch.in_process(cfg) else phase, as_json)
+    if not launch.in_process(cfg):
         code = launch.launch_phase2(cfg)
         sys.exit(code)
     _train_here(cfg, launch.environment(cfg), quiet, as_json)
@@ -351,7 +361,7 @@ def _train_here(cfg, environment: dict, quiet: bool, as_json: bool) -> None:
     click.echo(f"validate with: wandata validate --lora {summary['final']}")
 
 
-def _dry_run(cfg, as_json: bool) -> None:
+def _dry_run(cfg, as_json: bool, engine_why: str | None = None) -> None:
     from wandata.train import estimate as E
     from wandata.train import launch
 
@@ -363,9 +373,9 @@ def _dry_run(cfg, as_json: bool) -> None:
     except Exception:
         pass
     num_gpus = 1
-    if cfg.phase == 2:
+    if not launch.in_process(cfg):
         num_gpus = cfg.num_processes or max(1, launch.visible_gpus())
-    world = num_gpus if cfg.phase == 2 else 1
+    world = num_gpus
     steps = cfg.total_steps(world)
     cmd = launch.command(cfg)
     try:
@@ -375,16 +385,17 @@ def _dry_run(cfg, as_json: bool) -> None:
         click.echo(f"warning: no estimate: {e}", err=True)
     out = {"config": cfg.to_dict(), "config_file": str(launch.config_path(cfg)), "command": cmd,
            "command_line": launch.shell(cmd), "environment": launch.environment(cfg), "steps": steps,
-           "estimate": est, "measured_file": str(E.MEASURED), "this_gpu": gpu}
+           "estimate": est, "measured_file": str(E.MEASURED), "this_gpu": gpu, "engine": engine_why}
     if as_json:
         click.echo(json.dumps(out, indent=2))
         return
-    title = "phase 1: one process" if cfg.phase == 1 else f"phase 2: accelerate + DeepSpeed {cfg.deepspeed}"
+    title = ("phase 1: one process" if cfg.phase == 1 else "phase 2: one GPU, this process, no DeepSpeed"
+             if launch.in_process(cfg) else f"phase 2: accelerate + DeepSpeed {cfg.deepspeed}")
     click.echo(f"wandata train (dry run) -- {title}; {cfg.model}, task {cfg.task}")
     click.echo("\nresolved configuration (written to the run folder as train_config.json when training starts):")
     click.echo(json.dumps(cfg.to_dict(), indent=2))
     env = " ".join(f"{k}={v}" for k, v in launch.environment(cfg).items())
-    click.echo("\nlaunch command:" if cfg.phase == 2 else "\ncommand (phase 1 runs it in this process):")
+    click.echo("\nlaunch command:" if not launch.in_process(cfg) else "\ncommand (run in this process):")
     click.echo(f"  {env + ' ' if env else ''}{launch.shell(cmd)}")
     click.echo(f"\nestimate (from {E.MEASURED}):")
     for line in E.describe(est, steps, cfg.num_clips):

@@ -17,7 +17,9 @@ from wandata.train import models as M
 DEFAULT_TARGETS = "q,k,v,o,ffn.0,ffn.2"
 TASKS = ("t2v", "i2v", "flf2v", "ti2v", "vace", "control")
 EXPERTS = ("high", "low")   # --expert: high_noise, low_noise
-DEEPSPEED = ("zero3", "zero2-offload", "none")   # none: accelerate's plain DDP (gloo on CPU)
+# auto: one-gpu where the model fits one visible GPU alone, else zero3 (wandata.train.launch.choose_engine);
+# one-gpu: this process, no DeepSpeed, the speed levers as in phase 1; none: accelerate's plain DDP (gloo on CPU)
+DEEPSPEED = ("auto", "one-gpu", "zero3", "zero2-offload", "none")
 DTYPES = ("bf16", "fp32")
 CONFIG_NAME = "train_config.json"
 
@@ -108,7 +110,7 @@ class TrainConfig:
     machine_rank: int = 0
     main_process_ip: str | None = None
     main_process_port: int | None = None
-    deepspeed: str = "zero3"
+    deepspeed: str = "auto"
     accelerate_config: str | None = None
 
     def to_dict(self) -> dict:

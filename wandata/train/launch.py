@@ -51,9 +51,19 @@ def user_config_processes(path: str | None) -> int | None:
         return None
 
 
+def _ds(cfg: TrainConfig) -> str:
+    # A config not through choose_engine (a caller of the library): auto launches as its fallback.
+    return "zero3" if cfg.deepspeed == "auto" else cfg.deepspeed
+
+
+def in_process(cfg: TrainConfig) -> bool:
+    """Phase 1, and phase 2 on one GPU without DeepSpeed, train in the wandata process."""
+    return cfg.phase == 1 or cfg.deepspeed == "one-gpu"
+
+
 def on_cpu(cfg: TrainConfig) -> bool:
     """Plain DDP on a machine without a GPU: the processes train on the CPU (gloo)."""
-    return cfg.phase == 2 and cfg.deepspeed == "none" and visible_gpus() == 0
+    return cfg.phase == 2 and _ds(cfg) == "none" and visible_gpus() == 0
 
 
 def default_accelerate_config_exists() -> bool:
@@ -70,6 +80,47 @@ def visible_gpus() -> int:
         return torch.cuda.device_count()
     except Exception:
         return 0
+
+
+def gpu_memory() -> int | None:
+    """Total memory of the first visible GPU (bytes), or None without one."""
+    try:
+        import torch
+        return int(torch.cuda.get_device_properties(0).total_memory) if torch.cuda.is_available() else None
+    except Exception:
+        return None
+
+
+def choose_engine(cfg: TrainConfig, gpus: int | None = None, memory: int | None = None) -> tuple[str, str]:
+    """What ``--deepspeed auto`` runs as in phase 2, and why. A model that fits one GPU alone
+    (the estimator's peak with every block checkpointed within the levers' memory share) on a
+    machine where the run has one GPU trains in this process without ZeRO: no parameter
+    traffic, and the levers (selective checkpointing, compile) apply. The 14B at 81x480x832
+    needs about 50 GiB that way, so an 80 GB GPU or an H200 takes it. Several GPUs, several
+    machines or an accelerate config of the user's: DeepSpeed ZeRO-3, as before."""
+    if cfg.deepspeed != "auto":
+        return cfg.deepspeed, "--deepspeed " + cfg.deepspeed
+    gpus = visible_gpus() if gpus is None else gpus
+    if cfg.accelerate_config:
+        return "zero3", "an accelerate config is given (its processes and machines decide)"
+    if cfg.num_machines > 1:
+        return "zero3", f"{cfg.num_machines} machines"
+    want = cfg.num_processes or gpus
+    if want > 1:
+        return "zero3", f"{want} GPUs"
+    if gpus < 1:
+        return "zero3", "no GPU visible here (the launch command is for the GPU machine)"
+    memory = gpu_memory() if memory is None else memory
+    from wandata.train import levers as L
+    terms = L._memory_plan_terms(cfg) if memory else None
+    if terms is None:
+        return "zero3", "no memory estimate for this model and shape"
+    on = terms[0]
+    if on > L.MEMORY_SHARE * memory:
+        return "zero3", (f"one GPU of {memory / 2**30:.0f} GiB: the estimated peak with every block checkpointed "
+                         f"is {on / 2**30:.1f} GiB, over {L.MEMORY_SHARE:.0%} of it")
+    return "one-gpu", (f"one GPU of {memory / 2**30:.0f} GiB holds {cfg.model} without ZeRO (estimated peak "
+                       f"{on / 2**30:.1f} GiB with every block checkpointed): trains in this process, levers on")
 
 
 def config_path(cfg: TrainConfig) -> Path:
@@ -98,7 +149,7 @@ def phase2_command(cfg: TrainConfig) -> list[str]:
         cmd += ["--main_process_ip", cfg.main_process_ip]
     if cfg.main_process_port is not None:
         cmd += ["--main_process_port", str(cfg.main_process_port)]
-    if cfg.deepspeed == "none":
+    if _ds(cfg) == "none":
         # accelerate's own DDP: the backend (NCCL on GPUs, gloo for CPU processes) and the
         # distributed type come from the accelerate config; without one, several GPUs.
         cmd += ["--mixed_precision", "bf16" if cfg.dtype == "bf16" else "no", "--dynamo_backend", "no"]
@@ -109,7 +160,7 @@ def phase2_command(cfg: TrainConfig) -> list[str]:
             cmd += ["--multi_gpu"]
     elif not user_config_is_deepspeed(cfg.accelerate_config):
         cmd += ["--mixed_precision", "bf16" if cfg.dtype == "bf16" else "no", "--dynamo_backend", "no",
-                "--use_deepspeed", "--deepspeed_config_file", str(DEEPSPEED_CONFIGS[cfg.deepspeed]),
+                "--use_deepspeed", "--deepspeed_config_file", str(DEEPSPEED_CONFIGS[_ds(cfg)]),
                 # Off: the DiT is memory-mapped from its safetensors file (pages shared by
                 # every process) and DeepSpeed partitions it when the engine starts.
                 "--zero3_init_flag", "false"]
@@ -123,13 +174,13 @@ def phase2_command(cfg: TrainConfig) -> list[str]:
 def missing_files(cfg: TrainConfig) -> list[str]:
     """Files a launch reads from this package (shipped as package data): an install that lacks
     them (a wheel built without its data) cannot start phase 2."""
-    need = [HERE / "run.py"] + ([DEEPSPEED_CONFIGS[cfg.deepspeed]] if cfg.phase == 2 and cfg.deepspeed != "none"
-                                else [])
+    need = [HERE / "run.py"] + ([DEEPSPEED_CONFIGS[_ds(cfg)]] if _ds(cfg) in DEEPSPEED_CONFIGS
+                                and not in_process(cfg) else [])
     return [f"{p} (missing from the installed package; reinstall wandata)" for p in need if not p.is_file()]
 
 
 def command(cfg: TrainConfig) -> list[str]:
-    return phase1_command(cfg) if cfg.phase == 1 else phase2_command(cfg)
+    return phase1_command(cfg) if in_process(cfg) else phase2_command(cfg)
 
 
 def shell(cmd: list[str]) -> str:

@@ -162,7 +162,7 @@ def resolve(cfg, device, free_bytes: int | None = None, probe: bool = True) -> L
         return v
 
     cuda = _cuda(device)
-    phase2 = cfg.phase == 2
+    phase2 = cfg.phase == 2 and cfg.deepspeed != "one-gpu"   # one-gpu: no DeepSpeed, as phase 1
     # --- checkpointing
     forced = cfg.checkpointing
     if not cfg.gradient_checkpointing:
