@@ -152,18 +152,31 @@ def _tree(pid: int) -> list[int]:
     return out
 
 
+def _busy_seconds() -> float:
+    """CPU seconds the whole machine has spent busy (every process: Ray's workers are not
+    children of the ingest command), from /proc/stat; 0 where there is none."""
+    try:
+        f = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    except (OSError, ValueError):
+        return 0.0
+    idle = f[3] + (f[4] if len(f) > 4 else 0)
+    return (sum(f[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 def run_ingest(src: Path, dataset: Path, engine: str, workers: int, extra: list[str], env=None,
                address: str | None = None) -> tuple[float, dict]:
     shutil.rmtree(dataset, ignore_errors=True)
     argv = [sys.executable, "-m", "wandata.cli", "ingest", str(src), "-o", str(dataset), "--quiet", "--json",
             "--engine", engine, *extra]
     argv += ["--workers", str(workers)] if engine == "local" else ["--ray-address", address]
-    t = time.perf_counter()
+    t, busy = time.perf_counter(), _busy_seconds()
     proc = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=REPO)
     seconds = time.perf_counter() - t
+    busy = _busy_seconds() - busy
     if proc.returncode != 0:
         raise SystemExit(f"ingest failed ({proc.returncode}): {' '.join(argv)}\n{proc.stderr[-3000:]}")
     summary = json.loads(proc.stdout)
+    summary["_busy_s"] = busy
     shutil.rmtree(dataset, ignore_errors=True)
     return seconds, summary
 
@@ -178,6 +191,9 @@ def main() -> None:
     ap.add_argument("--detector", default="adaptive",
                     help="ingest's --detector (default adaptive: no shot model, so the table shows the "
                          "engine's scaling, not torch's threads)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="ingest's --threads for every run (default 1: one source, one core, so that "
+                         "linear means N times one worker; 0: each library's own default, all cores)")
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "wandata_bench_scaling",
                     help="where the generated sources are kept between runs (default: in the temp folder)")
     ap.add_argument("--work", type=Path, help="where datasets are written (default: a temporary folder)")
@@ -189,6 +205,7 @@ def main() -> None:
     video_s = n_sources * args.seconds
     # A CPU-only measure: the shot model (if any) on the CPU, as on a host without a GPU.
     extra = ["--detector", args.detector] + ([] if args.detector in ("adaptive", "none") else ["--device", "cpu"])
+    extra += ["--threads", str(args.threads)]
     work = Path(tempfile.mkdtemp(prefix="wandata_scaling_", dir=args.work))
     rows = []
     try:
@@ -210,23 +227,26 @@ def main() -> None:
                 row = {"engine": engine, "workers": n, "wall_s": round(wall, 2),
                        "sources_per_s": round(n_sources / wall, 3), "video_s_per_s": round(thr, 2),
                        "speedup": round(speedup, 2), "pct_linear": round(100 * speedup / n, 1),
-                       "clips": summary["clips"].get("kept", 0)}
+                       "clips": summary["clips"].get("kept", 0), "threads": args.threads,
+                       "cores_busy": round(summary["_busy_s"] / wall, 2)}
                 rows.append(row)
                 print(f"  {engine:5s} x{n:<3d} {wall:7.1f} s  {row['video_s_per_s']:6.2f} video-s/s  "
-                      f"{row['pct_linear']:5.1f} % of linear", flush=True)
+                      f"{row['pct_linear']:5.1f} % of linear, {row['cores_busy']:.1f} cores busy", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     machine = f"{platform.node()} {platform.machine()}, {cores} cores, Python {platform.python_version()}"
     print(f"\n{n_sources} sources x {args.seconds:g} s {args.resolution} {FPS} fps, --detector {args.detector} "
-          f"(CPU); {machine}")
+          f"(CPU), --threads {args.threads}; {machine}")
     print(f"{'engine':6s} {'workers':>7s} {'wall s':>8s} {'src/s':>7s} {'video s/s':>10s} {'speed-up':>9s} "
-          f"{'% linear':>9s} {'clips':>6s}")
+          f"{'% linear':>9s} {'cores busy':>10s} {'clips':>6s}")
     for r in rows:
         print(f"{r['engine']:6s} {r['workers']:7d} {r['wall_s']:8.1f} {r['sources_per_s']:7.3f} "
-              f"{r['video_s_per_s']:10.2f} {r['speedup']:9.2f} {r['pct_linear']:9.1f} {r['clips']:6d}")
+              f"{r['video_s_per_s']:10.2f} {r['speedup']:9.2f} {r['pct_linear']:9.1f} {r['cores_busy']:10.1f} "
+              f"{r['clips']:6d}")
     if args.json:
         args.json.write_text(json.dumps({"machine": machine, "sources": n_sources, "seconds": args.seconds,
                                          "resolution": args.resolution, "detector": args.detector,
+                                         "threads": args.threads,
                                          "rows": rows}, indent=2))
 
 

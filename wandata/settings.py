@@ -148,6 +148,9 @@ class Settings:
                           choices=PRESETS)
     workers: int = setting(1, "--workers", "Sources processed in parallel (--engine local).", Range(1),
                            output=False)
+    threads: int = setting(0, "--threads", "Threads one source may use (decoders, x264, OpenCV, torch); 0: "
+                           "each library's default (all cores). With --workers N on C cores, C/N keeps "
+                           "them from fighting over the cores.", Range(0), output=False)
     # Quality filters: a window failing an enabled filter is dropped before it is encoded; one
     # failing a disabled filter is kept with a flag. Defaults are justified in docs/quality.md.
     filters: tuple[str, ...] = setting(DEFAULT_FILTERS, "--filters", "Quality filters that drop, comma-"

@@ -24,6 +24,7 @@ from wandata.media import borders
 from wandata.media import bucket as bucket_mod
 from wandata.media.probe import probe
 from wandata.settings import Settings
+from wandata.media import threads
 
 
 def slug(text: str, limit: int = 48) -> str:
@@ -42,6 +43,7 @@ def process_source(path: str, settings: Settings, dataset: Path,
     """``on_progress(fraction)`` is called now and then with how much of the source is done.
     ``dry_run``: decode, detect, plan and score as usual but encode and delete nothing; kept
     windows come back as the clips that would be written (``wandata plan``)."""
+    threads.set_budget(settings.threads)   # here: the process that runs this source (pool or Ray worker)
     timings: dict[str, float] = {}
     with _timed(timings, "probe_s"):
         src = _probe(path, settings)

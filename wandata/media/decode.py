@@ -31,6 +31,7 @@ import av
 import numpy as np
 
 from wandata import storage
+from wandata.media import threads
 
 EPS_FRACTION = 0.01
 
@@ -65,7 +66,7 @@ def grid_frames(path: str, fps: float, convert: Callable[[av.VideoFrame], object
     # A URL is streamed through ranged reads (wandata.storage), never copied whole.
     with storage.reading(path) as f, av.open(f, metadata_errors="ignore") as container:
         stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
+        threads.apply_to_stream(stream)
         tb = float(stream.time_base) if stream.time_base else 0.0
         last_pts = None
         try:

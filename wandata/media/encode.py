@@ -20,6 +20,7 @@ from wandata.dataset import reasons
 from wandata.media.bucket import Fit
 from wandata.media.picture import Picture
 from wandata.media.tools import ffmpeg_exe
+from wandata.media import threads
 
 
 class EncodeError(RuntimeError):
@@ -41,6 +42,7 @@ class ClipWriter:
                 "-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", f"{fit.width}x{fit.height}",
                 "-r", str(rate), "-i", "pipe:0",
                 "-an", "-c:v", "libx264", "-crf", str(crf), "-preset", preset, "-pix_fmt", "yuv420p",
+                *threads.encoder_args(),
                 *colour, "-movflags", "+faststart", "-f", "mp4", str(self.tmp)]
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE)

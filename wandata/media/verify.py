@@ -16,6 +16,8 @@ from pathlib import Path
 import av
 import numpy as np
 
+from wandata.media import threads
+
 
 @dataclass
 class Decoded:
@@ -35,7 +37,7 @@ def decode_clip(path: Path) -> Decoded:
     try:
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
+            threads.apply_to_stream(stream)
             tb = stream.time_base
             for frame in container.decode(stream):
                 out.width, out.height = frame.width, frame.height
