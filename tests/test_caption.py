@@ -302,3 +302,18 @@ def test_ingest_runs_the_captioner_as_a_step(sample_dataset):
     assert c.caption == f"[{c.bucket}] sks from {Path(c.source_path).name}"
     r = CliRunner().invoke(main, [*args[:-2], "--caption-opt", "nope=1"])
     assert r.exit_code == 2 and "has no option 'nope'" in r.output
+
+
+def test_each_batch_is_a_part_not_a_rewrite_of_the_manifest(sample_dataset):
+    """A batch writes its sources' rows as a manifest part; the base file is not rewritten
+    (the cost of a batch does not grow with the dataset), and the captions read back."""
+    base = sample_dataset / "manifest.parquet"
+    before = base.read_bytes()
+    m = Manifest(sample_dataset)
+    s = caption_clips(m, make("template", {"template": "a {bucket} clip"}), batch_size=1, progress=False)
+    assert s.captioned > 1
+    assert base.read_bytes() == before
+    parts = sorted((sample_dataset / "manifest.parts").glob("*.parquet"))
+    assert parts   # one per batch, merged as they pile up
+    again = {c.clip_id: c.caption for c in Manifest(sample_dataset).all_clips() if c.status == KEPT}
+    assert again and all(t.startswith("a ") and t.endswith(" clip") for t in again.values())

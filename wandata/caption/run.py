@@ -1,7 +1,7 @@
 """The caption run: pick the clips, call the captioner batch by batch, save.
 
 ``caption_clips`` is a step any chain can call with an open ``Manifest``. The
-manifest is saved (atomically) after every batch, so an interrupted run keeps
+batch's sources are appended to the manifest as a part (atomically) after every batch, so an interrupted run keeps
 the captions already made and a rerun picks up the clips still without one.
 A clip whose manifest path leads outside the dataset is never handed to a
 captioner (nothing outside is read): it is recorded as failed with the code
@@ -85,6 +85,9 @@ def caption_clips(manifest: Manifest, captioner: Captioner, *, recaption: bool =
     summary = CaptionSummary(captioner=label + ("+template" if wrapped else ""), skipped=skipped)
     size = max(1, batch_size or getattr(captioner, "batch_size", 1) or 1)
     done: dict[str, str] = {}
+    # the manifest's key of each clip's source (a clip's source_path is as ingest saw it, and a
+    # moved dataset's sources can be keyed otherwise)
+    owner = {id(c): path for path, clips in manifest.clips.items() for c in clips}
     bar = tqdm(total=len(todo), unit="clip", desc=f"caption {label[:30]}", disable=not progress,
                dynamic_ncols=True)
     try:
@@ -117,7 +120,9 @@ def caption_clips(manifest: Manifest, captioner: Captioner, *, recaption: bool =
                 summary.truncated += cut
                 done[clip.clip_id] = text
             if batch:
-                manifest.save()
+                # A part with the batch's sources (their rows whole), not the whole table: a
+                # batch costs what its sources' rows cost, at 100 clips or a million.
+                manifest.append({owner[id(c)] for c in batch})
             bar.update(len(todo[start:start + size]))
             bar.set_postfix_str(f"{summary.failed} failed", refresh=False)
     finally:
