@@ -157,3 +157,22 @@ def test_checkpointing_plan_prefers_selective_per_byte():
     assert L.plan_checkpointing(_cfg(), big)["none"] == 30
     lv = L.resolve(_cfg(model="Wan2.1-T2V-14B"), "cuda:0", free_bytes=big, probe=False)
     assert (lv.checkpoint_blocks, lv.selective_blocks) == (p14["whole"], p14["selective"])
+
+
+def test_estimator_shows_the_tuned_figure_beside_the_untuned_one():
+    """measured.json's 'tuned' entries (levers auto) are shown for a matching configuration and
+    GPU, and never taken for the untuned path nor fitted on."""
+    from wandata.train import estimate as E
+    entries = E.load()
+    tuned = [e for e in entries if e.get("role") == "tuned" and e["model"] == "Wan2.1-T2V-1.3B"]
+    assert tuned
+    est = E.estimate(_cfg(), gpu="NVIDIA H200", entries=entries)
+    assert est["levers_auto"]["s_per_step"] == round(tuned[0]["s_per_step"], 2)
+    untuned = [e for e in entries if e.get("role") != "tuned"]
+    assert est["s_per_step"] == E.estimate(_cfg(), gpu="NVIDIA H200", entries=untuned)["s_per_step"]
+    assert est["s_per_step"]["value"] > est["levers_auto"]["s_per_step"]
+    assert "with the speed levers" in "\n".join(E.describe(est, 100, 10))
+    assert "levers_auto" not in E.estimate(_cfg(levers="none"), gpu="NVIDIA H200", entries=entries)
+    # a shape nobody measured tuned: said so, no figure made up
+    other = E.estimate(_cfg(num_frames=33), gpu="NVIDIA H200", entries=entries)
+    assert other["levers_auto"] is None

@@ -239,7 +239,22 @@ def load(path: Path | None = None) -> list[dict]:
 
 
 def _ours(entries: list[dict]) -> list[dict]:
-    return [e for e in entries if e.get("trainer", "wandata") == "wandata" and e.get("model") in ARCH]
+    """wandata's untuned measurements of known architectures: what the model is fitted and
+    checked on (tuned runs are another path; they are looked up by ``tuned``)."""
+    return [e for e in entries if e.get("trainer", "wandata") == "wandata" and e.get("model") in ARCH
+            and e.get("role") != "tuned"]
+
+
+def tuned(entries: list[dict], gpu: str, spec: Spec) -> dict | None:
+    """The speed levers' figure (levers auto) measured for exactly this configuration on this
+    GPU, if any. The levers depend on the GPU's memory and the shape, so nothing is scaled."""
+    hits = [e for e in entries if e.get("role") == "tuned" and e.get("gpu") == gpu and e.get("model") in ARCH
+            and spec_of_entry(e) == spec]
+    if not hits:
+        return None
+    e = max(hits, key=lambda e: e.get("date") or "")
+    return {"s_per_step": round(e["s_per_step"], 2), "peak_gib": round(e["peak_gib"], 1),
+            "levers": e.get("levers_chosen", ""), "how": name(e)}
 
 
 def name(e: dict) -> str:
@@ -555,6 +570,8 @@ def estimate(cfg, num_gpus: int = 1, gpu: str | None = None, entries: list[dict]
                                 "attention": round(fit.coef[2] * w1["attention"], 3),
                                 "launch_floor": round(fit.floor * w1["launch"], 3)}
     out["held_out"] = held_out_summary(check(entries), target)
+    if getattr(cfg, "levers", "none") == "auto" and spec.deepspeed is None:
+        out["levers_auto"] = tuned(entries, target, spec)
     return out
 
 
@@ -579,8 +596,18 @@ def describe(est: dict | None, steps: int | None, clips: int) -> list[str]:
                      f"{est['work']['attention_share_of_forward']:.0%} of it")
     lines.append("step: " + _value(est["s_per_step"], "s"))
     lines.append("peak GPU memory: " + _value(est["peak_gib"], "GiB per GPU"))
+    if "levers_auto" in est:
+        t = est["levers_auto"]
+        lines.append("the figures above are the untuned path (--levers none); " + (
+            f"with the speed levers (auto, the default), measured: step {t['s_per_step']} s, peak "
+            f"{t['peak_gib']} GiB [{t['how']}; {t['levers']}]" if t else
+            "levers auto was not measured for this configuration on this GPU: the untuned step is its upper bound"))
     s = est["s_per_step"]
-    if steps and s["value"] is not None:
+    t = est.get("levers_auto")
+    if steps and t:
+        lines.append(f"training: {steps} steps, ~{steps * t['s_per_step'] / 60:.0f} min with the levers [measured] "
+                     + (f"(~{steps * s['value'] / 60:.0f} min untuned)" if s["value"] is not None else ""))
+    elif steps and s["value"] is not None:
         lines.append(f"training: {steps} steps, ~{steps * s['value'] / 60:.0f} min [{s['basis']}]")
     enc = est.get("encode_s_per_clip")
     if enc and enc["value"] is not None:
