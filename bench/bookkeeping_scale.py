@@ -8,8 +8,10 @@ code path. Then times, each step in its own process (peak memory = that process'
 * append: one more source (20 clips) recorded into the dataset: the old whole rewrite
   (``Manifest.save``) against a part (``Manifest.append``; mean and worst of 20 appends, merges
   included);
-* read: ``Manifest(dataset)`` (every column, as ingest opens it) and ``Manifest.reader``
-  (without per-frame columns, as export and report open it), with the parts of the appends;
+* read: ``Manifest(dataset)`` (every column, as ingest opens it), ``Manifest.reader``
+  (records without per-frame columns) and ``read_clips`` (the columnar read export and report
+  use: every clip column but the per-frame ones, review decisions applied, kept clips
+  filtered), with the parts of the appends;
 * report: ``wandata report`` (``report.html.write``) run twice: first run (thumbnail strips made:
   one per distinct picture) and second run (strips reused);
 * export: ``wandata export --format csv`` (``export.run.export``).
@@ -209,11 +211,14 @@ def _source(i: int):
     return src, clips
 
 
-def step(name: str, dataset: Path) -> dict:
+def step(name: str, dataset: Path, n: int = 0, distinct: bool = False) -> dict:
     import resource
     out: dict = {}
     t0 = time.perf_counter()
-    if name == "rewrite":
+    if name == "build":
+        make_dataset(dataset, n, distinct)
+        out["s"] = time.perf_counter() - t0
+    elif name == "rewrite":
         from wandata.dataset.manifest import Manifest
         m = Manifest(dataset)
         out["load_s"] = time.perf_counter() - t0
@@ -241,6 +246,13 @@ def step(name: str, dataset: Path) -> dict:
         from wandata.dataset.manifest import Manifest
         out["clips"] = len(Manifest.reader(dataset).all_clips())
         out["s"] = time.perf_counter() - t0
+    elif name == "columns":
+        from wandata.dataset import review
+        from wandata.dataset.manifest import read_clips
+        import pyarrow.compute as pc
+        t = review.reviewed_table(dataset, read_clips(dataset))
+        out["clips"], out["kept"] = len(t), len(t.filter(pc.equal(t.column("status"), "kept")))
+        out["s"] = time.perf_counter() - t0
     elif name in ("report", "report2"):
         from wandata.report.html import write
         write(dataset)
@@ -261,8 +273,11 @@ def step(name: str, dataset: Path) -> dict:
     return out
 
 
-def run_step(name: str, dataset: Path) -> dict:
-    r = subprocess.run([sys.executable, __file__, "--step", name, "--dataset", str(dataset)],
+def run_step(name: str, dataset: Path, *more: str) -> dict:
+    # Every step, the build included, in a child of a small parent: Linux keeps a process's
+    # peak RSS across fork and exec, so a child of a parent that built a million rows would
+    # report the parent's memory as its own.
+    r = subprocess.run([sys.executable, __file__, "--step", name, "--dataset", str(dataset), *more],
                        capture_output=True, text=True, cwd=ROOT)
     if r.returncode:
         raise SystemExit(f"step {name} on {dataset} failed:\n{r.stderr[-3000:]}")
@@ -275,28 +290,29 @@ def main() -> None:
     ap.add_argument("--distinct", default="10000", help="sizes where every clip has its own pictures")
     ap.add_argument("--step")
     ap.add_argument("--dataset", type=Path)
+    ap.add_argument("--n", type=int, default=0, help="with --step build: clips to make")
+    ap.add_argument("--distinct-pictures", action="store_true", help="with --step build: a digest per clip")
     ap.add_argument("--keep", type=Path, help="build the datasets here and leave them")
     ap.add_argument("--full-up-to", type=int, default=100000,
                     help="largest size at which the steps that load every column run (rewrite, append, read)")
     a = ap.parse_args()
     if a.step:
-        print(json.dumps(step(a.step, a.dataset)))
+        print(json.dumps(step(a.step, a.dataset, a.n, a.distinct_pictures)))
         return
     distinct = {int(x) for x in a.distinct.split(",") if x}
     top = a.keep or Path(tempfile.mkdtemp(prefix="wandata-bookkeeping-"))
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}, "
           f"{platform.platform()}")
     header = ("clips", "append: rewrite", "append: part (mean/max)", "read (all cols)", "read (reader)",
-              "report 1st", "report 2nd", "export csv", "compact")
+              "read (columns)", "report 1st", "report 2nd", "export csv", "compact")
     lines = []
     for n in [int(x) for x in a.sizes.split(",")]:
         ds = top / f"ds{n}" / "dataset"
         if ds.exists():
             shutil.rmtree(ds.parent)
         ds.mkdir(parents=True)
-        t0 = time.perf_counter()
-        make_dataset(ds, n, n in distinct)
-        print(f"{n} clips: built in {time.perf_counter() - t0:.1f} s", flush=True)
+        built = run_step("build", ds, "--n", str(n), *(["--distinct-pictures"] if n in distinct else []))
+        print(f"{n} clips: built in {built['s']:.1f} s", flush=True)
         saved = ds.parent / "manifest.orig.parquet"
         shutil.copy2(ds / "manifest.parquet", saved)
         na = {"s": float("nan"), "max_s": float("nan"), "rss_mib": float("nan"), "parts": "-"}
@@ -306,7 +322,7 @@ def main() -> None:
             r["rewrite"] = run_step("rewrite", ds)
             shutil.copy2(saved, ds / "manifest.parquet")   # the rest run on the original rows + parts
             r["append"] = run_step("append", ds)
-        for s in (("read",) if full else ()) + ("reader", "report", "report2", "export", "compact"):
+        for s in (("read",) if full else ()) + ("reader", "columns", "report", "report2", "export", "compact"):
             r[s] = run_step(s, ds)
             print(f"  {s}: {r[s]}", flush=True)
 
@@ -314,7 +330,7 @@ def main() -> None:
             return f"{x['s']:.2f} s / {x['rss_mib']:.0f} MiB"
         lines.append((f"{n:,}", f"{r['rewrite']['s']:.2f} s", f"{r['append']['s'] * 1000:.0f} / "
                       f"{r['append']['max_s'] * 1000:.0f} ms ({r['append']['parts']} parts)",
-                      f(r["read"]), f(r["reader"]),
+                      f(r["read"]), f(r["reader"]), f(r["columns"]),
                       f"{f(r['report'])} ({r['report']['thumbs']} strips)", f(r["report2"]), f(r["export"]),
                       f"{r['compact']['s']:.2f} s"))
         if not a.keep:

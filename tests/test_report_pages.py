@@ -113,3 +113,28 @@ def test_the_dropped_rows_are_paged_and_grouped(sample_dataset, tmp_path):
     rows = [p for p in pages if p.name.startswith("dropped-")]
     assert len(rows) == len(dropped)
     assert all(len(re.findall(r"<h3>", p.read_text(encoding="utf-8"))) == 1 for p in rows)
+
+
+def test_the_index_counts_and_charts_what_the_records_hold(sample_dataset, tmp_path):
+    """Totals and charts come from columns; they are those of every clip as a record, reviewed
+    (dataset.totals counts them for the plan and the ingest summary too)."""
+    from wandata.dataset import review, totals
+    from wandata.report.html import SCORES, e, histogram
+
+    m = Manifest(sample_dataset)
+    clips = m.all_clips()
+    b = review.new_batch()
+    review.append(sample_dataset, [review.entry(next(c for c in clips if c.status == "kept"), "status", None,
+                                                "rejected", batch=b, session="t")])
+    reader = Manifest.reader(sample_dataset)
+    clips = review.reviewed(sample_dataset, reader.all_clips())
+    t = totals.count(reader.sources.values(), clips)
+    spans = "".join(f"<span><b>{name}</b>: {e(', '.join(f'{v} {k}' for k, v in sorted(c.items())) or 'none')}</span>"
+                    for name, c in (("sources", t.sources), ("clips", t.clips), ("buckets", t.buckets)))
+    scored = [c for c in clips if c.sharpness >= 0]
+    charts = [histogram("shot length (s)", [b - a for s in reader.sources.values() for a, b in s.shots])]
+    charts += [histogram(label, [getattr(c, key) for c in scored if getattr(c, key) >= 0]) for key, label in SCORES]
+    text = write(sample_dataset, tmp_path / "r.html").read_text(encoding="utf-8")
+    assert f'<div class="totals">{spans}<span><b>kept</b>: {t.seconds:.1f} s</span></div>' in text
+    assert f'<div class="charts">{"".join(charts)}</div>' in text
+    assert t.clips.get("dropped", 0) >= 1 and "rejected in review" in text

@@ -28,19 +28,21 @@ layer (object stores) slots in.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import os
 import re
 import secrets
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from wandata import atomic
 from wandata.atomic import MANIFEST_NAME  # noqa: F401 - importers take it from here
-from wandata.dataset.records import FAILED, ClipRecord, SourceRecord
+from wandata.dataset.records import FAILED, ClipRecord, SourceRecord, bulk
 from wandata.profiles import DEFAULT as DEFAULT_PROFILE
 
 PARTS_NAME = "manifest.parts"            # the folder of parts beside the base file
@@ -182,13 +184,144 @@ def signature(dataset_dir: Path):
     return tuple(out) or None
 
 
-def _records(t: pa.Table, cls, skip=()):
-    names = [f.name for f in dataclasses.fields(cls) if f.name in t.column_names and f.name not in skip]
-    cols = [t.column(n).to_pylist() for n in names]
-    defaults = {n: None for n in skip}
-    for vals in zip(*cols):
-        kw = {n: v for n, v in zip(names, vals) if v is not None}
-        yield cls(**kw, **defaults) if skip else cls(**kw)
+_REQUIRED = object()   # a field without a default
+
+
+def _default(f: dataclasses.Field):
+    """The field's default: its value, its factory (``list``...), or ``_REQUIRED``."""
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory
+    return _REQUIRED
+
+
+def _pylist(col) -> list:
+    """``col`` as Python values; a column with few distinct values (status, bucket, source path,
+    fps...) gives one object per distinct value, shared by its rows: a million rows of "kept"
+    are then one string, not a million."""
+    out: list = []
+    for chunk in (col.chunks if isinstance(col, pa.ChunkedArray) else [col]):
+        t = chunk.type
+        if (len(chunk) >= 4096 and chunk.null_count == 0
+                and (pa.types.is_string(t) or pa.types.is_integer(t) or pa.types.is_floating(t))):
+            sample = chunk.slice(0, 4096)
+            if pc.count_distinct(sample).as_py() * 4 <= len(sample):
+                enc = chunk.dictionary_encode()
+                values = np.empty(len(enc.dictionary), dtype=object)
+                values[:] = enc.dictionary.to_pylist()
+                out += values[enc.indices.to_numpy()].tolist()
+                continue
+        out += chunk.to_pylist()
+    return out
+
+
+def _column(t: pa.Table, f: dataclasses.Field, cls) -> list:
+    """Column ``f`` of ``t`` as Python values, a null as the field's default (as ``cls(**row)``
+    without that key gives it)."""
+    col = t.column(f.name)
+    if col.null_count == 0:
+        return _pylist(col)
+    d = _default(f)
+    if d is _REQUIRED:
+        raise TypeError(f"{cls.__name__}: a row of the manifest has no {f.name} (null); the field is required")
+    if callable(d):   # a list: a new one per row
+        return [d() if v is None else v for v in col.to_pylist()]
+    return _pylist(pc.fill_null(col, pa.scalar(d, col.type)))
+
+
+_CHUNK = 1 << 16   # rows made into records at a time: their Python column lists stay this long
+
+
+def _records(t: pa.Table, cls, skip=(), kind: str | None = None):
+    """One ``cls`` per row of ``t`` (only the rows of that ``kind`` when given): each field from
+    its column (a null: the default), a field the table lacks its default, a field in ``skip``
+    None. Built column by column (shared values for repeated ones) and passed positionally, a
+    slice of rows at a time: at a million rows, a dict per row was most of the time, and the
+    column lists of every row at once most of the memory."""
+    for start in range(0, len(t), _CHUNK):
+        part = t.slice(start, _CHUNK)
+        if kind is not None:
+            part = part.filter(pc.equal(part.column("kind"), kind))
+        yield from _chunk_records(part, cls, skip)
+
+
+def _chunk_records(t: pa.Table, cls, skip) -> list:
+    n = len(t)
+    cols = []
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            cols.append(itertools.repeat(None, n))
+        elif f.name in t.column_names:
+            cols.append(_column(t, f, cls))
+        else:
+            d = _default(f)
+            if d is _REQUIRED and n:
+                raise TypeError(f"{cls.__name__}: the manifest has no {f.name} column; the field is required")
+            cols.append(map(lambda _, new=d: new(), range(n)) if callable(d) else itertools.repeat(d, n))
+    with bulk():
+        return [cls(*row) for row in zip(*cols)]
+
+
+def read_clips(dataset_dir: Path, columns: list[str] | None = None) -> pa.Table:
+    """The clip rows of the manifest as one Arrow table, for readers of many clips (export,
+    report): ``columns`` (``ClipRecord`` fields; default every field but the per-frame ones,
+    ``HEAVY``), in ``Manifest.all_clips`` order (by source path, then as stored), the base and
+    its live parts, latest wins. A null reads as the field's default, as in a record; list
+    fields as []. ``clip_records`` turns rows of it into records."""
+    fields = {f.name: f for f in dataclasses.fields(ClipRecord)}
+    names = list(columns) if columns is not None else [n for n in fields if n not in HEAVY]
+    unknown = [n for n in names if n not in fields]
+    if unknown:
+        raise ValueError(f"not clip fields: {', '.join(unknown)}")
+    dataset_dir = Path(dataset_dir)
+    t = _base_clips(dataset_dir, list(dict.fromkeys([*names, "source_path"])))
+    if t is None:   # parts to merge: the logical table, then its clip rows
+        t = Manifest._files(dataset_dir, names)[0]
+        t = t.filter(pc.equal(t.column("kind"), "clip"))
+    key = t.column("source_path")
+    if len(t) > 1 and pc.any(pc.less(key.slice(1), key.slice(0, len(t) - 1))).as_py():
+        # Rows of a file another tool wrote, in another order: all_clips groups them by
+        # source path (sorted), each source's clips as stored (a stable sort keeps that).
+        t = t.take(pc.sort_indices(t, [("source_path", "ascending")]))
+    t = t.select(names)
+    for i, name in enumerate(names):
+        col = t.column(i)
+        d = _default(fields[name])
+        if col.null_count and d is not _REQUIRED:
+            fill = pa.scalar(d() if callable(d) else d, col.type)
+            t = t.set_column(i, name, pc.fill_null(col, fill))
+    return t
+
+
+def _base_clips(dataset_dir: Path, names: list[str]) -> pa.Table | None:
+    """The clip rows of the base file, ``names`` only, when it is the whole manifest (no live
+    part: None otherwise). Read a column at a time, each filtered as it comes: the rows and
+    columns not wanted never sit in memory beside the ones kept."""
+    base = dataset_dir / MANIFEST_NAME
+    if not _exists(base):
+        return None
+    with _open(base, "rb") as f:
+        pf = pq.ParquetFile(f)
+        through = int((pf.schema_arrow.metadata or {}).get(THROUGH_KEY, b"0"))
+        if any(n > through for n in _part_numbers(dataset_dir / PARTS_NAME)):
+            return None
+        have = pf.schema_arrow.names
+        if "kind" not in have:
+            return _conform(pa.table({"kind": pa.array([], pa.string())}), names)
+        clip = pc.equal(pf.read(columns=["kind"]).column(0), "clip")
+        n = pc.sum(clip).as_py() or 0
+        cols = [pf.read(columns=[c]).column(0).filter(clip) if c in have else pa.nulls(n, SCHEMA.field(c).type)
+                for c in names]
+    return pa.table(cols, schema=pa.schema([SCHEMA.field(c) for c in names]))
+
+
+def clip_records(t: pa.Table) -> list[ClipRecord]:
+    """A ``ClipRecord`` per row of ``t`` (a ``read_clips`` table or a slice of it): the fields it
+    holds; the others their defaults, or None for the lists and the required fields it lacks."""
+    skip = [f.name for f in dataclasses.fields(ClipRecord)
+            if f.name not in t.column_names and (_default(f) is _REQUIRED or callable(_default(f)))]
+    return list(_records(t, ClipRecord, skip))
 
 
 class Manifest:
@@ -214,9 +347,11 @@ class Manifest:
         return cls(dataset_dir, columns=[n for n in SCHEMA.names if n not in HEAVY])
 
     @classmethod
-    def sources_only(cls, dataset_dir: Path) -> Manifest:
-        """The source records alone (``clips`` stays empty), read-only: what was ingested and how."""
-        return cls(dataset_dir, columns=[f.name for f in dataclasses.fields(SourceRecord)], clips=False)
+    def sources_only(cls, dataset_dir: Path, columns: list[str] | None = None) -> Manifest:
+        """The source records alone (``clips`` stays empty), read-only: what was ingested and how;
+        only the fields ``columns`` (and ``path``) when given, the others their defaults."""
+        names = [f.name for f in dataclasses.fields(SourceRecord) if columns is None or f.name in columns]
+        return cls(dataset_dir, columns=names, clips=False)
 
     @staticmethod
     def _files(folder: Path, columns=None):
@@ -240,13 +375,12 @@ class Manifest:
     def _load(self, columns, clips: bool = True) -> None:
         table, self._through, self._parts, self._base_rows = self._files(self.dir, columns)
         skip = [n for n in HEAVY if columns is not None and n not in columns]
-        kind = table.column("kind")
-        for rec in _records(table.filter(pc.equal(kind, "source")), SourceRecord):
+        for rec in _records(table, SourceRecord, kind="source"):
             self.sources[rec.path] = rec
             self.clips.setdefault(rec.path, [])
         if not clips:
             return
-        for rec in _records(table.filter(pc.equal(kind, "clip")), ClipRecord, skip):
+        for rec in _records(table, ClipRecord, skip, kind="clip"):
             self.clips.setdefault(rec.source_path, []).append(rec)
 
     def done(self, path: str, fingerprint: str, content_hash: str | None = None) -> bool:

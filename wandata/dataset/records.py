@@ -7,7 +7,9 @@ frame numbers times a nominal fps, which are wrong for variable-frame-rate files
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import gc
 from dataclasses import dataclass, field
 
 from wandata.dataset.reasons import Reason
@@ -15,7 +17,25 @@ from wandata.dataset.reasons import Reason
 KEPT, DROPPED, FAILED = "kept", "dropped", "failed"
 
 
+@contextlib.contextmanager
+def bulk():
+    """Make many records (a million clips read from a manifest) with the cyclic garbage
+    collector paused: records hold no reference cycles, and its passes over every object made
+    so far were a third of the time. Restored on leaving (only if it was on)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 class _Verdict:
+    # No instance dict: the records below keep their fields in slots (a million clips are read
+    # at once; a per-object dict was most of their memory).
+    __slots__ = ()
+
     def set(self, status: str, code: str, reason: str | None = None, **figures) -> None:
         """Status, reason code (a ``dataset.reasons.Reason``) and the message for people, together.
         Without ``reason`` the message is the code's template filled with ``figures``, so that
@@ -26,7 +46,7 @@ class _Verdict:
         self.status, self.reason_code, self.reason = status, getattr(code, "value", code), reason
 
 
-@dataclass
+@dataclass(slots=True)
 class SourceRecord(_Verdict):
     path: str
     source_id: str = ""          # first 16 hex digits of the content hash
@@ -61,7 +81,7 @@ class SourceRecord(_Verdict):
         return {"kind": self.kind, **dataclasses.asdict(self)}
 
 
-@dataclass
+@dataclass(slots=True)
 class ClipRecord(_Verdict):
     clip_id: str
     source_id: str

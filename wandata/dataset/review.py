@@ -257,3 +257,44 @@ def overlay(dataset_dir, clips: list[ClipRecord]) -> Overlay:
 def reviewed(dataset_dir, clips: list[ClipRecord]) -> list[ClipRecord]:
     """The clips with the review's decisions applied."""
     return overlay(dataset_dir, clips).clips
+
+
+# --- applying to clips held as columns ------------------------------------------------------
+
+# What ``resolve`` reads of a clip: a table given to ``reviewed_table`` must hold these columns.
+COLUMNS = ("clip_id", "source_id", "start_s", "end_s", "num_frames", "bucket", "path", "decoded_digest",
+           "status", "reason_code", "reason", "caption", "captioner")
+_DECIDED = ("status", "reason_code", "reason", "caption", "captioner")   # what a decision changes
+
+
+def reviewed_table(dataset_dir, table):
+    """``reviewed`` for clips held as an Arrow table (``manifest.read_clips``: how export and the
+    report read a million clips): the rows with a decision in force go through ``resolve`` as
+    records, exactly as in ``apply``; the other rows are returned as they are."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    decisions = fold(read(dataset_dir).entries)
+    if not decisions or len(table) == 0:
+        return table
+    missing = [c for c in COLUMNS if c not in table.column_names]
+    if missing:
+        raise ValueError(f"reviewed_table needs the columns {', '.join(missing)}")
+    hit = pc.fill_null(pc.is_in(table.column("clip_id"), value_set=pa.array(list(decisions), pa.string())), False)
+    hit = hit.combine_chunks() if isinstance(hit, pa.ChunkedArray) else hit
+    if not pc.any(hit).as_py():
+        return table
+    names = {f.name for f in dataclasses.fields(ClipRecord)}
+    required = {f.name: None for f in dataclasses.fields(ClipRecord)
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+    new: dict[str, list] = {k: [] for k in _DECIDED}
+    for row in table.select(list(COLUMNS)).filter(hit).to_pylist():
+        clip = ClipRecord(**{**required, **{k: v for k, v in row.items() if k in names and v is not None}})
+        r = resolve(clip, decisions.get(clip.clip_id))
+        for k in _DECIDED:
+            new[k].append(getattr(r, k))
+    for k in _DECIDED:
+        i = table.column_names.index(k)
+        col = table.column(i).combine_chunks()
+        table = table.set_column(i, k, pc.replace_with_mask(col, hit, pa.array(new[k], col.type)))
+    return table

@@ -14,14 +14,16 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import tomli_w
 
 from wandata import __version__
 from wandata import atomic, profiles
-from wandata.confine import OUTSIDE_ROOT, OutsideRoot, inside
+from wandata.confine import OUTSIDE_ROOT, OutsideRoot, Within, inside
 from wandata.dataset import review
-from wandata.dataset.manifest import Manifest
-from wandata.dataset.records import KEPT, ClipRecord
+from wandata.dataset.manifest import MANIFEST_NAME, Manifest, clip_records, read_clips
+from wandata.dataset.records import KEPT, ClipRecord, bulk
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -55,7 +57,7 @@ class ExportError(Exception):
         self.items = list(items or [])
 
 
-@dataclass
+@dataclass(slots=True)
 class Item:
     clip: ClipRecord
     video: str    # POSIX path relative to the dataset directory
@@ -96,35 +98,61 @@ def collect(dataset_dir: Path, fallback_caption: str | None = None,
     A clip whose manifest path leads outside the dataset (``../x``, an absolute path, a
     link pointing out) is left out and appended to ``refused``; the others go on.
     """
-    dataset_dir = Path(dataset_dir)
+    with bulk():   # a record, a path and an item per kept clip
+        return _collect(Path(dataset_dir), fallback_caption, refused)
+
+
+def _collect(dataset_dir: Path, fallback_caption: str | None, refused: list[dict] | None) -> list[Item]:
     refused = refused if refused is not None else []
-    manifest = Manifest.reader(dataset_dir)   # without per-frame columns: memory flat per clip
-    if not manifest.path.exists():
-        raise ExportError(f"no manifest at {manifest.path}: run `wandata ingest SOURCES -d {dataset_dir}` first, "
+    manifest_path = dataset_dir / MANIFEST_NAME
+    if not manifest_path.exists():
+        raise ExportError(f"no manifest at {manifest_path}: run `wandata ingest SOURCES -d {dataset_dir}` first, "
                           "or point --dataset at a wandata dataset directory")
-    kept, files = [], {}
-    for c in review.reviewed(dataset_dir, manifest.all_clips()):   # decisions of `wandata review`
-        if c.status != KEPT:
-            continue
-        if c.path:
+    # Read as columns (without the per-frame ones) and filtered there: only the kept clips
+    # become records, so a million-clip manifest costs what its kept clips do.
+    table = review.reviewed_table(dataset_dir, read_clips(dataset_dir))   # decisions of `wandata review`
+    table = table.filter(pc.equal(table.column("status"), KEPT))
+    within = Within(dataset_dir)   # the dataset resolved once for every clip path
+    files: list[tuple[str, bool | None] | None] = []   # (resolved file, is a file where known)
+    ok = []
+    for cid, path in zip(table.column("clip_id").to_pylist(), table.column("path").to_pylist()):
+        file = None
+        if path:
             try:
-                files[c.clip_id] = inside(dataset_dir, c.path, f"clip path of {c.clip_id} in {manifest.path}")
+                file = within.check(path, f"clip path of {cid} in {manifest_path}")
             except OutsideRoot as e:
-                refused.append(refusal(OUTSIDE_ROOT, str(e), clip_id=c.clip_id, path=c.path))
+                refused.append(refusal(OUTSIDE_ROOT, str(e), clip_id=cid, path=path))
+                ok.append(False)
                 continue
-        kept.append(c)
-    if not kept:
+        files.append(file)
+        ok.append(True)
+    if not files:
         why = f" ({len(refused)} refused: their paths lead outside the dataset)" if refused else ""
-        raise ExportError(f"{manifest.path} lists no kept clips{why}, so there is nothing to export",
+        raise ExportError(f"{manifest_path} lists no kept clips{why}, so there is nothing to export",
                           [r["message"] for r in refused])
-    _refuse_unusable(dataset_dir, manifest.path, kept, files, fallback_caption)
-    return [Item(c, Path(c.path).as_posix(), c.caption if c.caption.strip() else fallback_caption,
-                 files[c.clip_id]) for c in kept]
+    kept = clip_records(table.filter(pa.array(ok, pa.bool_())) if refused else table)
+    del table, ok
+    _refuse_unusable(dataset_dir, manifest_path, kept, files, fallback_caption)
+    return [Item(c, _posix(c.path), c.caption if c.caption.strip() else fallback_caption, Path(f[0]))
+            for c, f in zip(kept, files)]
 
 
-def _refuse_unusable(dataset_dir: Path, manifest_path: Path, kept: list[ClipRecord], files: dict[str, Path],
-                     fallback_caption: str | None) -> None:
-    """Refuse the export when any kept clip has no caption, no file, or another frame count."""
+_POSIX = os.sep == "/" and os.altsep is None
+
+
+def _posix(rel: str) -> str:
+    """``Path(rel).as_posix()``, without making a Path where it is ``rel`` itself (no empty or
+    ``.`` part to drop, on a POSIX system)."""
+    if _POSIX and rel and not ("//" in rel or "/./" in rel or rel.startswith("./") or rel.endswith(("/", "/."))):
+        return rel
+    return Path(rel).as_posix()
+
+
+def _refuse_unusable(dataset_dir: Path, manifest_path: Path, kept: list[ClipRecord],
+                     files: list[tuple[str, bool | None] | None], fallback_caption: str | None) -> None:
+    """Refuse the export when any kept clip has no caption, no file, or another frame count.
+    ``files``: each kept clip's ``Within.check`` (its resolved file, whether that is a file
+    where known), None where it has no path."""
     if fallback_caption is not None and not fallback_caption.strip():
         raise ExportError("--fallback-caption is blank; give the text uncaptioned clips should get")
     uncaptioned = [c for c in kept if not c.caption.strip()]
@@ -133,7 +161,8 @@ def _refuse_unusable(dataset_dir: Path, manifest_path: Path, kept: list[ClipReco
             f"{len(uncaptioned)} of {len(kept)} kept clips in {dataset_dir} have no caption: caption them, "
             "or pass --fallback-caption TEXT to give them that text",
             [f"{c.path} ({c.clip_id})" for c in uncaptioned])
-    missing = [c for c in kept if not c.path or not files[c.clip_id].is_file()]
+    missing = [c for c, f in zip(kept, files)
+               if not c.path or not (f[1] if f[1] is not None else Path(f[0]).is_file())]
     if missing:
         raise ExportError(
             f"{len(missing)} kept clips listed in {manifest_path} have no file: restore them or re-ingest "
@@ -217,7 +246,7 @@ def profile_for(dataset_dir: Path, items: list[Item], requested: str | None = No
     for (``ingested_for``, from the manifest) and the one the export is for (``requested``, else
     the recorded one when there is one). Clips that do not fit ``requested`` are refused unless
     ``allow_mismatch`` (then the reason is kept as ``profile_mismatch``)."""
-    recorded = Manifest.sources_only(dataset_dir).profiles({it.clip.source_path for it in items})
+    recorded = Manifest.sources_only(dataset_dir, ["settings_json"]).profiles({it.clip.source_path for it in items})
     out = {"profile": requested or (recorded[0] if len(recorded) == 1 else None), "ingested_for": recorded}
     if requested is not None:
         why = profiles.dataset_refusal(requested, recorded, {it.clip.fps for it in items},

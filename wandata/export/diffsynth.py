@@ -32,8 +32,6 @@ def diffsynth_args(settings: dict) -> list[str]:
 # --- writing -----------------------------------------------------------------------------
 
 def metadata_text(items: list[Item], fmt: str) -> str:
-    # --with columns: paths relative to the dataset, like video (DiffSynth joins them to its base path)
-    rows = [{"video": it.video, "prompt": it.prompt, **it.extra} for it in items]
     if fmt == "csv":
         bad = [f"{it.video}: prompt {it.prompt!r}: {why}" for it in items if (why := csv_hazard(it.prompt))]
         if bad:
@@ -43,6 +41,13 @@ def metadata_text(items: list[Item], fmt: str) -> str:
                 "Export with --format jsonl (or json) instead: DiffSynth reads those too, and they "
                 "carry any text unchanged", bad)
         buf = io.StringIO()
+        if not any(it.extra for it in items):
+            # The rows DictWriter would write, without a dict per clip (a million of them).
+            w = csv.writer(buf, lineterminator="\n")
+            w.writerow(["video", "prompt"])
+            w.writerows((it.video, it.prompt) for it in items)
+            return buf.getvalue()
+        rows = _rows(items)
         w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
         w.writeheader()
         w.writerows(rows)
@@ -51,10 +56,15 @@ def metadata_text(items: list[Item], fmt: str) -> str:
     # and \uXXXX decodes the same in every locale. One object per line, no blank lines:
     # its jsonl reader calls json.loads on every line.
     if fmt == "json":
-        return json.dumps(rows, ensure_ascii=True, indent=1) + "\n"
+        return json.dumps(_rows(items), ensure_ascii=True, indent=1) + "\n"
     if fmt == "jsonl":
-        return "".join(json.dumps(r, ensure_ascii=True) + "\n" for r in rows)
+        return "".join(json.dumps(r, ensure_ascii=True) + "\n" for r in _rows(items))
     raise ExportError(f"unknown metadata format {fmt!r}; choose from {', '.join(DIFFSYNTH_FORMATS)}")
+
+
+def _rows(items: list[Item]) -> list[dict]:
+    # --with columns: paths relative to the dataset, like video (DiffSynth joins them to its base path)
+    return [{"video": it.video, "prompt": it.prompt, **it.extra} for it in items]
 
 
 def _pandas_check(items: list[Item]):
@@ -65,11 +75,19 @@ def _pandas_check(items: list[Item]):
         except ImportError:
             return
         df = pd.read_csv(tmp)
-        got = [df.iloc[i].to_dict() for i in range(len(df))]
-        bad = [f"{it.video}: wrote {it.prompt!r}, pandas reads {g.get('prompt')!r}"
-               for it, g in zip(items, got) if g.get("prompt") != it.prompt or g.get("video") != it.video
-               or any(g.get(k) != v for k, v in it.extra.items())]
-        if bad or len(got) != len(items):
+        # Column by column: row i as DiffSynth reads it (``df.iloc[i].to_dict()``) holds each
+        # column's value i; a pandas row object per clip cost most of a million-clip export.
+        n = min(len(df), len(items))
+
+        def column(name):
+            return df[name].tolist()[:n] if name in df.columns else [None] * n
+
+        videos, prompts = column("video"), column("prompt")
+        extra = {k: column(k) for k in {k for it in items for k in it.extra}}
+        bad = [f"{it.video}: wrote {it.prompt!r}, pandas reads {p!r}"
+               for i, (it, v, p) in enumerate(zip(items, videos, prompts))
+               if p != it.prompt or v != it.video or any(extra[k][i] != want for k, want in it.extra.items())]
+        if bad or len(df) != len(items):
             raise ExportError("pandas does not read the CSV back unchanged; use --format jsonl", bad)
     return check
 

@@ -24,25 +24,29 @@ marker. A clip whose manifest path leads outside the dataset gets no thumbnails
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import html
 import json
 import os
 import secrets
 import shutil
-from collections import defaultdict
+from collections import Counter, defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
 import av
 import cv2
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from wandata import atomic
-from wandata.confine import OUTSIDE_ROOT, OutsideRoot, inside
-from wandata.dataset import reasons, review, totals
-from wandata.dataset.manifest import Manifest
-from wandata.dataset.records import KEPT, ClipRecord
+from wandata.confine import OUTSIDE_ROOT, OutsideRoot, Within
+from wandata.dataset import reasons, review
+from wandata.dataset.manifest import Manifest, clip_records, read_clips
+from wandata.dataset.records import KEPT, ClipRecord, SourceRecord
 
 GENERATOR = '<meta name="generator" content="wandata report">'
 # How every page began before the generator tag: such a page is ours too.
@@ -137,15 +141,21 @@ def histogram(title: str, values: list[float], bins: int = 20, w: int = 260, h: 
 def _why(c: ClipRecord) -> str:
     """The heading a row not kept is grouped under: its reason code's label. Rows of a manifest
     from before reason codes have none; their own reasons are listed in the table."""
-    return reasons.label(c.reason_code) if c.reason_code else "no reason code (an older manifest)"
+    return _label(c.reason_code)
 
 
-def _inline(dataset: Path, c: ClipRecord) -> str:
-    return "".join(f'<img src="{src}" alt="">'
-                   for src in thumbnails(inside(dataset, c.path, "clip path in the manifest")))
+def _label(code: str) -> str:
+    return reasons.label(code) if code else "no reason code (an older manifest)"
 
 
-def _card(dataset: Path, c: ClipRecord, images=_inline) -> str:
+def _inline(within: Within):
+    def images(dataset: Path, c: ClipRecord) -> str:
+        return "".join(f'<img src="{src}" alt="">'
+                       for src in thumbnails(within(c.path, "clip path in the manifest")))
+    return images
+
+
+def _card(dataset: Path, c: ClipRecord, images) -> str:
     """One kept clip. ``images(dataset, clip)`` gives its ``<img>`` markup; it raises OutsideRoot
     for a path leading out of the dataset (then nothing is read)."""
     flags = "".join(f'<div class="flag">{e(f)}</div>' for f in c.flags)
@@ -166,35 +176,72 @@ def _page(title: str, body: str) -> str:
             f"<style>{CSS}</style></head><body>{body}</body></html>")
 
 
+# What the pages show of a clip, and what the review's decisions read: the columns read.
+COLUMNS = tuple(dict.fromkeys((*review.COLUMNS, "source_path", "shot_index", "window_index", "flags",
+                               *(key for key, _ in SCORES))))
+SOURCE_COLUMNS = ("path", "status", "reason", "reason_code", "shots")
+
+
+@dataclass
+class _Clips:
+    """A dataset as the report reads it: its sources, and its clips as columns, as reviewed, in
+    manifest order; records are made only for the clips of the page being written."""
+    sources: list[SourceRecord]
+    clips: pa.Table
+    kept: np.ndarray      # row numbers of the kept clips, in order
+    dropped: np.ndarray   # of the others
+
+    def records(self, rows) -> list[ClipRecord]:
+        return clip_records(self.clips.take(pa.array(rows, pa.int64())))
+
+    def column(self, name: str, rows) -> pa.Array:
+        return self.clips.column(name).take(pa.array(rows, pa.int64()))
+
+
+def _read(dataset: Path) -> _Clips:
+    sources = list(Manifest.sources_only(dataset, list(SOURCE_COLUMNS)).sources.values())
+    clips = review.reviewed_table(dataset, read_clips(dataset, list(COLUMNS)))  # decisions of `wandata review`
+    kept = pc.equal(clips.column("status"), KEPT).to_numpy(zero_copy_only=False)
+    return _Clips(sources, clips, np.flatnonzero(kept), np.flatnonzero(~kept))
+
+
 def build(dataset: Path) -> str:
     """The whole report as one self-contained page, thumbnails inline (``write`` pages it)."""
     dataset = Path(dataset)
-    m = Manifest.reader(dataset)
-    clips = review.reviewed(dataset, m.all_clips())   # decisions of `wandata review`
-    kept = [c for c in clips if c.status == KEPT]
-    parts = [f"<h1>wandata dataset: {e(dataset.resolve())}</h1>", _totals(m, clips),
-             _charts(m, clips),
-             f'<h2>Kept clips ({len(kept)})</h2><div class="sheet" id="kept">',
-             *(_card(dataset, c) for c in kept), "</div>",
-             _not_kept([c for c in clips if c.status != KEPT])]
+    d = _read(dataset)
+    images = _inline(Within(dataset))
+    parts = [f"<h1>wandata dataset: {e(dataset.resolve())}</h1>", _totals(d), _charts(d),
+             f'<h2>Kept clips ({len(d.kept)})</h2><div class="sheet" id="kept">',
+             *(_card(dataset, c, images) for c in d.records(d.kept)), "</div>",
+             _not_kept(d.records(d.dropped))]
     return (f"{LEGACY_START}{GENERATOR}"
             f"<style>{CSS}</style></head><body>{''.join(parts)}</body></html>")
 
 
-def _totals(m: Manifest, clips: list[ClipRecord]) -> str:
-    """Counted as the plan and the ingest summary count (``dataset.totals``)."""
-    t = totals.count(m.sources.values(), clips)
+def _counts(col) -> dict:
+    return {v["values"]: v["counts"] for v in pc.value_counts(col).to_pylist()}
+
+
+def _totals(d: _Clips) -> str:
+    """Counted as ``dataset.totals.count`` counts (the plan and the ingest summary): sources and
+    clips by status, kept clips by bucket, seconds kept."""
+    counted = (("sources", dict(Counter(s.status for s in d.sources))), ("clips", _counts(d.clips.column("status"))),
+               ("buckets", _counts(d.column("bucket", d.kept))))
+    # Summed one by one in manifest order, as count() sums records: the same float.
+    kept_s = np.subtract(d.clips.column("end_s").to_numpy()[d.kept], d.clips.column("start_s").to_numpy()[d.kept])
+    seconds = round(sum(kept_s.tolist()), 2)
     spans = [f"<span><b>{name}</b>: {e(', '.join(f'{v} {k}' for k, v in sorted(counter.items())) or 'none')}</span>"
-             for name, counter in (("sources", t.sources), ("clips", t.clips), ("buckets", t.buckets))]
-    return f'<div class="totals">{"".join(spans)}<span><b>kept</b>: {t.seconds:.1f} s</span></div>'
+             for name, counter in counted]
+    return f'<div class="totals">{"".join(spans)}<span><b>kept</b>: {seconds:.1f} s</span></div>'
 
 
-def _charts(m: Manifest, clips: list[ClipRecord]) -> str:
-    shot_lengths = [b - a for s in m.sources.values() for a, b in s.shots]
-    scored = [c for c in clips if c.sharpness >= 0]
+def _charts(d: _Clips) -> str:
+    shot_lengths = [b - a for s in d.sources for a, b in s.shots]
+    scored = d.clips.column("sharpness").to_numpy() >= 0
     charts = [histogram("shot length (s)", shot_lengths)]
-    charts += [histogram(label, [getattr(c, key) for c in scored if getattr(c, key) >= 0])
-               for key, label in SCORES]
+    for key, label in SCORES:
+        values = d.clips.column(key).to_numpy()[scored]
+        charts.append(histogram(label, values[values >= 0].tolist()))
     return f'<h2>Distributions</h2><div class="charts">{"".join(charts)}</div>'
 
 
@@ -206,8 +253,34 @@ def _groups(clips: list[ClipRecord]) -> list[tuple[tuple[str, str], list[ClipRec
     return sorted(groups.items(), key=lambda kv: -len(kv[1]))
 
 
+def _group_order(d: _Clips) -> tuple[np.ndarray, list[tuple[str, str]], dict[tuple[str, str], int]]:
+    """``_groups`` for clips held as columns: (the clips not kept in group order, as row numbers,
+    each one's group, the groups' sizes in their order)."""
+    labels: dict[tuple[str, str], tuple[str, str]] = {}
+    keys, first = [], {}
+    for status, code in zip(d.column("status", d.dropped).to_pylist(), d.column("reason_code", d.dropped).to_pylist()):
+        key = labels.get((status, code))
+        if key is None:
+            key = labels[(status, code)] = (status, _label(code))
+        first.setdefault(key, len(first))
+        keys.append(key)
+    group = np.fromiter((first[k] for k in keys), dtype=np.int64, count=len(keys))
+    sizes = np.bincount(group, minlength=len(first))
+    ranked = sorted(first, key=lambda k: -sizes[first[k]])          # stable: first met first among equals
+    rank = np.empty(len(first), dtype=np.int64)
+    rank[[first[k] for k in ranked]] = np.arange(len(first))
+    order = np.argsort(rank[group], kind="stable")
+    return d.dropped[order], [keys[i] for i in order.tolist()], {k: int(sizes[first[k]]) for k in ranked}
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _name(path: str) -> str:
+    """``Path(path).name``, once per source (a million dropped rows come from far fewer)."""
+    return Path(path).name
+
+
 def _table(status: str, why: str, heading_n, group: list[ClipRecord]) -> str:
-    rows = "".join(f"<tr><td>{e(Path(c.source_path).name)}</td><td>{c.shot_index}</td>"
+    rows = "".join(f"<tr><td>{e(_name(c.source_path))}</td><td>{c.shot_index}</td>"
                    f"<td>{c.window_index}</td><td>{e(c.reason)}</td></tr>" for c in group)
     return (f'<h3>{e(status)}: {e(why)} ({heading_n})</h3><table class="dropped">'
             f"<tr><th>source</th><th>shot</th><th>window</th><th>reason</th></tr>{rows}</table>")
@@ -245,13 +318,13 @@ def is_report_dir(folder: Path) -> bool:
         return False
 
 
-def _thumb_key(dataset: Path, c: ClipRecord, file: Path) -> str:
+def _thumb_key(dataset: Path, c: ClipRecord, file: Path | str) -> str:
     """A name for the clip's strip from what it shows: never a string of the manifest in a path."""
     if c.decoded_digest:
         what = "pixels:" + c.decoded_digest
     else:
         try:
-            st = file.stat()
+            st = os.stat(file)
         except OSError:
             return ""
         what = f"file:{file}:{st.st_size}:{st.st_mtime_ns}"
@@ -261,21 +334,22 @@ def _thumb_key(dataset: Path, c: ClipRecord, file: Path) -> str:
 class _Thumbs:
     """Thumbnail strips as files under ``folder/thumbs``, made once per picture and reused."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, within: Within):
         self.dir = folder / THUMBS
+        self.within = within   # the dataset, resolved once for every clip's path
         self.have = {n for sub in _listdir(self.dir) for n in _listdir(self.dir / sub)}
         self.used: set[str] = set()
         self.made = 0
 
     def __call__(self, prefix: str):
         def images(dataset: Path, c: ClipRecord) -> str:
-            file = inside(dataset, c.path, "clip path in the manifest")
+            file = self.within.text(c.path, "clip path in the manifest")
             key = _thumb_key(dataset, c, file)
             if not key:
                 return ""
             name = key + ".jpg"
             if name not in self.have:
-                data = strip(file)
+                data = strip(Path(file))
                 if data is None:
                     return ""
                 atomic.write_bytes(self.dir / key[:2] / name, data)
@@ -326,40 +400,40 @@ def write(dataset: Path, out: Path | None = None, per_page: int = PER_PAGE,
     check()
     if per_page < 1 or rows_per_page < 1:
         raise ValueError(f"per_page and rows_per_page must be at least 1, not {per_page}, {rows_per_page}")
-    m = Manifest.reader(dataset)
-    clips = review.reviewed(dataset, m.all_clips())   # decisions of `wandata review`
-    kept = [c for c in clips if c.status == KEPT]
-    dropped = [c for c in clips if c.status != KEPT]
+    d = _read(dataset)
+    n_kept, n_dropped = len(d.kept), len(d.dropped)
+    summary = _totals(d) + _charts(d)
 
     folder.mkdir(parents=True, exist_ok=True)
     atomic.write_text(folder / MARKER, json.dumps({"generator": "wandata report", "index": out.name}) + "\n")
     run = f"pages-{secrets.token_hex(4)}"   # this run's pages; the index names them, written last
     pages = folder / run
     pages.mkdir()
-    thumbs = _Thumbs(folder)
+    thumbs = _Thumbs(folder, Within(dataset))
     # Names from the user's --output go into links percent-encoded (then escaped as any text).
     index_href, folder_href = f"../../{quote(out.name)}", quote(folder.name)
-    n_kept_pages = max(1, -(-len(kept) // per_page))
+    n_kept_pages = max(1, -(-n_kept // per_page))
     kept_links = [(str(i + 1), index_href if i == 0 else f"kept-{i + 1:06d}.html") for i in range(n_kept_pages)]
     from_index = [(label, href if i else "#kept") for i, (label, href) in enumerate(kept_links)]
     from_index = [(label, f"{folder_href}/{run}/{href}" if i else href) for i, (label, href) in enumerate(from_index)]
     title = f"wandata dataset: {dataset.resolve()}"
     for i in range(1, n_kept_pages):
-        chunk = kept[i * per_page:(i + 1) * per_page]
+        # Records for this page's clips only: memory stays that of one page.
+        chunk = d.records(d.kept[i * per_page:(i + 1) * per_page])
         nav = _nav(kept_links, i)
         body = (f'<h1>{e(title)}</h1><p><a href="{e(index_href)}">index</a></p>'
-                f'<h2>Kept clips {i * per_page + 1}-{i * per_page + len(chunk)} of {len(kept)}</h2>{nav}'
+                f'<h2>Kept clips {i * per_page + 1}-{i * per_page + len(chunk)} of {n_kept}</h2>{nav}'
                 f'<div class="sheet" id="kept">{"".join(_card(dataset, c, thumbs("../")) for c in chunk)}</div>{nav}')
         (pages / kept_links[i][1]).write_text(_page(f"{title} (kept, page {i + 1})", body), encoding="utf-8")
 
     # The not-kept rows, grouped, in pages of rows_per_page; the index lists the groups.
-    flat = [(key, c) for key, group in _groups(dropped) for c in group]
-    sizes = {key: len(group) for key, group in _groups(dropped)}
-    n_rows_pages = -(-len(flat) // rows_per_page)
+    order, keys, sizes = _group_order(d)
+    n_rows_pages = -(-n_dropped // rows_per_page)
     row_links = [(str(i + 1), f"dropped-{i + 1:06d}.html") for i in range(n_rows_pages)]
     first_page = {}
     for i in range(n_rows_pages):
-        chunk = flat[i * rows_per_page:(i + 1) * rows_per_page]
+        page = slice(i * rows_per_page, (i + 1) * rows_per_page)
+        chunk = list(zip(keys[page], d.records(order[page])))
         tables, j = [], 0
         while j < len(chunk):
             key = chunk[j][0]
@@ -371,7 +445,7 @@ def write(dataset: Path, out: Path | None = None, per_page: int = PER_PAGE,
             j = k
         nav = _nav(row_links, i)
         body = (f'<h1>{e(title)}</h1><p><a href="{e(index_href)}">index</a></p>'
-                f'<h2>Not kept: rows {i * rows_per_page + 1}-{i * rows_per_page + len(chunk)} of {len(flat)}</h2>'
+                f'<h2>Not kept: rows {i * rows_per_page + 1}-{i * rows_per_page + len(chunk)} of {n_dropped}</h2>'
                 f'{nav}{"".join(tables)}{nav}')
         (pages / row_links[i][1]).write_text(_page(f"{title} (not kept, page {i + 1})", body), encoding="utf-8")
     groups = "".join(
@@ -379,13 +453,13 @@ def write(dataset: Path, out: Path | None = None, per_page: int = PER_PAGE,
         f" ({n})</li>" for key, n in sizes.items())
     rows_nav = _nav([(label, f"{folder_href}/{run}/{href}") for label, href in row_links], -1) if row_links else ""
 
-    first = kept[:per_page]
+    first = d.records(d.kept[:per_page])
     index_nav = _nav(from_index, 0)
     body = "".join([
-        f"<h1>{e(title)}</h1>", _totals(m, clips), _charts(m, clips),
-        f'<h2>Kept clips ({len(kept)})</h2>{index_nav}<div class="sheet" id="kept">',
+        f"<h1>{e(title)}</h1>", summary,
+        f'<h2>Kept clips ({n_kept})</h2>{index_nav}<div class="sheet" id="kept">',
         *(_card(dataset, c, thumbs(f"{folder_href}/")) for c in first), f"</div>{index_nav}",
-        f"<h2>Not kept ({len(dropped)})</h2><ul>{groups}</ul>{rows_nav}"])
+        f"<h2>Not kept ({n_dropped})</h2><ul>{groups}</ul>{rows_nav}"])
     check()   # again: something may have appeared there while the pages were made
     atomic.write_text(out, _page(title, body))
     # Only now are the earlier run's pages unused, and strips no page shows.
