@@ -13,23 +13,9 @@ LOSS_STEPS=${LOSS_STEPS:-120}
 LOSS_FRAMES=${LOSS_FRAMES:-17}
 exec > >(tee -a "$OUT/log.txt") 2>&1
 
-# diffsynth 2.1.12 and what the GPU image lacks of its requirements (modelscope, ftfy, ...)
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-  || { echo "wheel install failed"; exit 1; }
-export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
-python3 -c "import torch, diffsynth; print('torch', torch.__version__, torch.cuda.get_device_name(), 'cudnn', torch.backends.cudnn.version())"
+source bench/gpu_lib.sh
+install_wheels
 nvidia-smi --query-gpu=name,memory.total,memory.used,driver_version --format=csv
-
-left() { echo $(( BUDGET - SECONDS )); }
-part() {   # part NAME SECONDS CMD...: at most SECONDS, never past the budget
-  local name=$1 want=$2; shift 2
-  local have; have=$(( $(left) - 5 ))
-  (( have < 20 )) && { echo "== $name: skipped, ${have}s left"; return; }
-  (( want > have )) && want=$have
-  echo "== $name (limit ${want}s, ${SECONDS}s elapsed)"
-  timeout --signal=TERM --kill-after=10 "$want" "$@"
-  echo "== $name: exit $? at ${SECONDS}s"
-}
 
 # (a) DiffSynth's example path, (b) levers none, (c) levers auto; 2 warm-up + 5 timed steps each
 part "compare 1.3B" 210 python3 bench/train_step.py --compare --model 1.3B --modes diffsynth,off,auto \

@@ -9,20 +9,8 @@ mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 BUDGET=${BUDGET:-540}
 exec > >(tee -a "$OUT/log16.txt") 2>&1
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-  || { echo "wheel install failed"; exit 1; }
-export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
-python3 -c "import torch, diffsynth; print('torch', torch.__version__, torch.cuda.get_device_name(), 'cudnn', torch.backends.cudnn.version())"
-left() { echo $(( BUDGET - SECONDS )); }
-part() {
-  local name=$1 want=$2; shift 2
-  local have; have=$(( $(left) - 5 ))
-  (( have < 20 )) && { echo "== $name: skipped, ${have}s left"; return; }
-  (( want > have )) && want=$have
-  echo "== $name (limit ${want}s, ${SECONDS}s elapsed)"
-  timeout --signal=TERM --kill-after=10 "$want" "$@"
-  echo "== $name: exit $? at ${SECONDS}s"
-}
+source bench/gpu_lib.sh
+install_wheels
 part "compare 14B auto" 220 python3 bench/train_step.py --compare --model 14B --modes auto \
   --warmup 1 --steps 4 --deadline 120 --json-lines "$OUT/compare14b.jsonl"
 part "loss curve + renders" 300 python3 bench/train_step.py --loss-curve 200 --frames 17 --render \
