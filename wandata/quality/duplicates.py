@@ -7,8 +7,8 @@ an ingest (``drop_duplicates``) and over the whole preview in ``wandata plan``.
 Comparing every pair is quadratic (about 0.3 h for 10,000 clips of one bucket in pure Python),
 so candidates come from an index over the individual frame hashes (``near_hash_pairs``,
 multi-index hashing) and only those are compared exactly; the verdicts are the all-pairs ones
-(tests/test_duplicates_index.py). ``semantic_groups`` does the same for CLIP embeddings with a
-vector index (faiss), and ``keep_best`` chooses the survivor of such a group by a stated rule.
+(tests/test_duplicates_index.py). ``similar_pairs`` does the same for CLIP embeddings with
+k-means cells (faiss), and ``find_semantic_duplicates`` keeps one clip of each group by a stated rule.
 """
 from __future__ import annotations
 
@@ -203,10 +203,30 @@ def find_duplicates(clips, max_distance: int) -> list[tuple[object, object, int]
 
 # --- semantic duplicates: CLIP embeddings ---------------------------------------------------
 
-# Up to this many clips the vector index is exact (every pair's cosine, in blocks); above it an
-# inverted-file index (faiss IVF, vectors held as float16) searches the few cells nearest each
-# clip, which finds near-identical vectors (same cell) at a fraction of the cost.
+# Up to this many clips every pair's cosine is computed (blocked matrix products). Above it the
+# clips are split into cells around k-means centres and pairs are looked for inside a cell only:
+# among the clips whose nearest centre is the cell's, and between them and the clips near its
+# border ("spilled" into it). Each cell is one matrix product, so the work runs at BLAS speed
+# and grows as n^1.5 (2 sqrt(n) centres), where comparing every pair grows as n^2.
 EXACT_LIMIT = 20_000
+# r = sqrt(2 - 2 bound) is how far apart two unit vectors at the bound are. A clip is spilled
+# into a smaller cell when a lower bound on its distance to that cell's region is at most
+# REACH * r: at 1 every pair would be found (proof in ``_spills``), at quadratic cost where
+# nothing is clustered. At 0.2, on the sets of tests/test_clip_dedup.py and
+# bench/dedup_scale.py, it missed 6 pairs of 693,097 (a crowded 64-dim set), 1 of 5,362 on
+# random rows and none elsewhere. MAX_CELLS caps the cells one clip is compared in, which bounds
+# the work on unclustered rows (each lies near many borders; there 16 lost 3 of those 5,362).
+REACH = 0.2
+MAX_CELLS = 24
+# Centres closer than MERGE * r make one cell when one of them is a crowd's (``_merged``): a
+# cell whose rows lie within about CROWD * r of each other on average.
+MERGE = 1.0
+CROWD = 2.0
+# Centres are compared with each other (k x k matrices): this bounds their memory.
+MAX_CENTRES = 4096
+# Candidates are taken a hair below the bound, then every one is recomputed by the same dot
+# product whichever path found it (``_verified``), so both paths decide a pair identically.
+_SLACK = 1e-4
 
 # How the survivor of a group is chosen: the score it maximises, and how the reason says it.
 KEEP_RULES = {
@@ -224,57 +244,227 @@ def _faiss():
     return faiss
 
 
-def similar_pairs(emb: np.ndarray, min_similarity: float, exact_limit: int = EXACT_LIMIT,
-                  nprobe: int = 8) -> np.ndarray:
-    """Pairs (i, j), i < j, of unit rows with cosine >= ``min_similarity``, as (n, 2) int64.
-    Exact up to ``exact_limit`` rows; above, an IVF index whose candidates are then checked
-    against the vectors themselves (so a pair is never reported below the bound; one split
-    across two cells the search does not visit can be missed: bench/dedup_scale.py measures
-    the recall on planted groups)."""
+def _f32(a: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(a, np.float32)
+
+
+def _block_pairs(xa: np.ndarray, xb: np.ndarray, bound: float, upper: bool, rows: int = 2048,
+                 cols: int = 8192) -> tuple[np.ndarray, np.ndarray]:
+    """(i, j) positions with ``xa[i] . xb[j] >= bound``, in tiles small enough to stay in a
+    few tens of MB; ``upper``: xa is xb, only i < j."""
+    out_a, out_b = [], []
+    for lo in range(0, len(xa), rows):
+        first = lo if upper else 0
+        for clo in range(first, len(xb), cols):
+            sims = xa[lo:lo + rows] @ xb[clo:clo + cols].T
+            # a 2-D nonzero costs as much as the product itself; the row maxima (one cheap
+            # pass) leave the few rows that hold a hit, searched flat
+            hit = np.flatnonzero(sims.max(1) >= bound)
+            if not len(hit):
+                continue
+            flat = np.flatnonzero(sims[hit] >= bound)
+            a, b = hit[flat // sims.shape[1]] + lo, flat % sims.shape[1] + clo
+            if upper:
+                sel = b > a
+                a, b = a[sel], b[sel]
+            if len(a):
+                out_a.append(a)
+                out_b.append(b)
+    if not out_a:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    return np.concatenate(out_a), np.concatenate(out_b)
+
+
+def _verified(emb: np.ndarray, pairs: np.ndarray, min_similarity: float, batch: int = 16384) -> np.ndarray:
+    """The candidate pairs whose cosine, recomputed from the stored vectors in float32, reaches
+    the bound: no pair below it is ever reported, whatever proposed it."""
+    keep = []
+    for lo in range(0, len(pairs), batch):
+        p = pairs[lo:lo + batch]
+        sims = np.einsum("ij,ij->i", _f32(emb[p[:, 0]]), _f32(emb[p[:, 1]]))
+        keep.append(p[sims >= min_similarity])
+    return np.concatenate(keep) if keep else np.empty((0, 2), np.int64)
+
+
+def _unique_pairs(a: np.ndarray, b: np.ndarray, n: int) -> np.ndarray:
+    """(n, 2) int64 of the distinct unordered pairs, i < j, sorted."""
+    lo, hi = np.minimum(a, b).astype(np.int64), np.maximum(a, b).astype(np.int64)
+    key = np.unique(lo * n + hi)
+    return np.stack([key // n, key % n], 1)
+
+
+def _cells(sample: np.ndarray, k: int) -> np.ndarray:
+    """k unit centres by spherical k-means (faiss) on ``sample`` (float32 rows)."""
     faiss = _faiss()
-    n, dim = emb.shape
+    km = faiss.Kmeans(sample.shape[1], k, niter=10, spherical=True, seed=1234, verbose=False,
+                      min_points_per_centroid=1, max_points_per_centroid=len(sample))
+    km.train(sample)
+    return _f32(km.centroids)
+
+
+def _spills(emb: np.ndarray, centres: np.ndarray, gram: np.ndarray, group: np.ndarray, order: np.ndarray,
+            radius: float, max_cells: int, block: int = 2048) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each row's nearest centre, and the cells each row is spilled into, as (home, rows,
+    cells): cells before its own in ``order`` whose region may lie within ``radius`` of it,
+    the nearest borders first, at most ``max_cells`` - 1 a row. ``group``: each centre's cell.
+
+    Why: let x, y have cosine >= t, so ||x - y|| <= r = sqrt(2 - 2t) (unit rows), and let c be
+    y's nearest centre, c' x's. y is at least as similar to c as to c', so y lies in the
+    half-space <z, c - c'> >= 0, whose distance from x is (<x, c'> - <x, c>) / ||c - c'||.
+    That distance is at most ||x - y|| <= r: a radius of r puts x in every cell holding a row
+    it pairs with (the cell of c, unless it is x's own). The argument holds as well with x and
+    y swapped, so one direction suffices: rows go only into cells earlier in ``order`` (the
+    smaller cells: there comparing them costs least)."""
+    sq = np.diag(gram)
+    apart = np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2 * gram, 1e-12))
+    widest = apart.max(1)
+    ct = np.ascontiguousarray(centres.T)
+    home = np.empty(len(emb), np.int32)
+    rows, cells = [], []
+    for lo in range(0, len(emb), block):
+        sims = _f32(emb[lo:lo + block]) @ ct
+        own = sims.argmax(1)
+        home[lo:lo + len(own)] = own
+        top = sims[np.arange(len(own)), own]
+        # a centre at most ``widest`` from the row's own: only those this close in similarity
+        # can pass the bound, a few a row where rows are clustered
+        flat = np.flatnonzero(sims >= (top - radius * widest[own] - 1e-6)[:, None])
+        i, c = flat // sims.shape[1], flat % sims.shape[1]
+        g = group[c]
+        sel = order[g] < order[group[own[i]]]
+        i, c, g = i[sel], c[sel], g[sel]
+        bound = (top[i] - sims.ravel()[flat[sel]]) / apart[own[i], c]
+        sel = bound <= radius
+        i, g, bound = i[sel], g[sel], bound[sel]
+        # one entry a (row, cell), with its nearest centre's bound; then the nearest cells
+        # first, ``max_cells`` - 1 at most: both by one sort on row + cell rank + bound
+        step = 4.0 * radius + 1e-9
+        by = np.argsort(i * float(len(order) + 1) + g + bound / step, kind="stable")
+        i, g, bound = i[by], g[by], bound[by]
+        first = np.ones(len(i), bool)
+        first[1:] = (i[1:] != i[:-1]) | (g[1:] != g[:-1])
+        i, g, bound = i[first], g[first], bound[first]
+        if len(i) and np.bincount(i).max() > max_cells - 1:
+            by = np.argsort(i + bound / step, kind="stable")
+            i, g = i[by], g[by]
+            sel = np.arange(len(i)) - np.searchsorted(i, i, side="left") < max_cells - 1
+            i, g = i[sel], g[sel]
+        rows.append(i.astype(np.int64) + lo)
+        cells.append(g.astype(np.int32))
+    return home, np.concatenate(rows), np.concatenate(cells)
+
+
+def _merged(gram: np.ndarray, within: float, crowd: np.ndarray) -> np.ndarray:
+    """Each centre's cell: centres closer than ``within`` share one, transitively, when one of
+    the two is a crowd's (``crowd``). k-means seeded from the rows puts many centres into a
+    crowd of near-duplicates (rows that mostly pair with each other: a static scene filmed many
+    times) and small ones at its edge; one cell for the crowd compares its rows in one product,
+    where the spill rule would miss many of the pairs across its inner borders. Diffuse
+    neighbours do not merge: that would add work and find nothing."""
+    k = len(gram)
+    sq = np.diag(gram)
+    near = (sq[:, None] + sq[None, :] - 2 * gram < within * within) & (crowd[:, None] | crowd[None, :])
+    a, b = np.nonzero(np.triu(near, 1))
+    parent = list(range(k))
+
+    def root(x):
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for x, y in zip(a.tolist(), b.tolist()):
+        rx, ry = root(x), root(y)
+        if rx != ry:
+            parent[max(rx, ry)] = min(rx, ry)
+    roots = np.array([root(x) for x in range(k)])
+    return np.unique(roots, return_inverse=True)[1].astype(np.int32)
+
+
+def _cell_pairs(emb: np.ndarray, by_cell: np.ndarray, cell_at: np.ndarray, rows: np.ndarray,
+                cells: np.ndarray, bound: float) -> tuple[np.ndarray, np.ndarray]:
+    """Candidate pairs, one matrix product per cell: its own rows (``by_cell[cell_at[c]:
+    cell_at[c + 1]]``) against each other and against the rows spilled into it."""
+    order = np.argsort(cells, kind="stable")
+    spilled, spilled_at = rows[order], np.searchsorted(cells[order], np.arange(len(cell_at)))
+    found_a, found_b = [], []
+    for c in range(len(cell_at) - 1):
+        own = by_cell[cell_at[c]:cell_at[c + 1]]
+        near = spilled[spilled_at[c]:spilled_at[c + 1]]
+        if not len(own):
+            continue
+        x = _f32(emb[own])
+        a, b = _block_pairs(x, x, bound, upper=True)
+        found_a.append(own[a])
+        found_b.append(own[b])
+        if len(near):
+            a, b = _block_pairs(x, _f32(emb[near]), bound, upper=False)
+            found_a.append(own[a])
+            found_b.append(near[b])
+    if not found_a:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    return np.concatenate(found_a), np.concatenate(found_b)
+
+
+def _pairs_by_cells(emb: np.ndarray, min_similarity: float, k: int, reach: float, max_cells: int,
+                    merge: float) -> np.ndarray:
+    n = len(emb)
+    sample = _f32(emb[np.sort(np.random.default_rng(0).choice(n, min(n, 40 * k), replace=False))])
+    centres = _cells(sample, k)
+    gram = centres @ centres.T
+    norm2 = 1.0
+    for lo in range(0, n, 65536):
+        x = _f32(emb[lo:lo + 65536])
+        norm2 = max(norm2, float(np.einsum("ij,ij->i", x, x).max()))
+    # the stored rows are unit to float16 precision: the largest norm keeps the radius safe
+    radius = math.sqrt(max(0.0, 2 * norm2 - 2 * min_similarity))
+    # What the sample says of each centre's cell: its share of the rows, and how close they
+    # are to the centre. Its rows lie ~sqrt(2 - 2 cosine) from it and ~sqrt(2) times that from
+    # each other (high dimensions): a crowd when that is within CROWD * r.
+    count, closeness = np.zeros(k), np.zeros(k)
+    for lo in range(0, len(sample), 8192):
+        sims = sample[lo:lo + 8192] @ centres.T
+        near = sims.argmax(1)
+        count += np.bincount(near, minlength=k)
+        closeness += np.bincount(near, weights=sims[np.arange(len(near)), near], minlength=k)
+    closeness /= np.maximum(count, 1)
+    crowd = (count > 1) & (2 * (2 - 2 * closeness) <= (CROWD * radius) ** 2)
+    group = _merged(gram, merge * radius, crowd)
+    # rows are spilled into smaller cells only (``_spills``): the sample's sizes rank them
+    order = np.argsort(np.argsort(np.bincount(group, weights=count), kind="stable"), kind="stable")
+    home, rows, cells = _spills(emb, centres, gram, group, order, reach * radius, max_cells)
+    cell = group[home]
+    by_cell = np.argsort(cell, kind="stable")
+    cell_at = np.searchsorted(cell[by_cell], np.arange(int(group.max()) + 2))
+    a, b = _cell_pairs(emb, by_cell, cell_at, rows, cells, min_similarity - _SLACK)
+    return _verified(emb, _unique_pairs(a, b, n), min_similarity)
+
+
+def similar_pairs(emb: np.ndarray, min_similarity: float, exact_limit: int = EXACT_LIMIT, *,
+                  cells: int | None = None, reach: float = REACH, max_cells: int = MAX_CELLS,
+                  merge: float = MERGE) -> np.ndarray:
+    """Pairs (i, j), i < j, of unit rows with cosine >= ``min_similarity``, as (n, 2) int64,
+    sorted. Up to ``exact_limit`` rows every pair is compared. Above, the rows are split into
+    cells around ``cells`` k-means centres (default 2 sqrt(n); a crowd's centres and those
+    within ``merge`` * r of them share one) and compared within a cell, a row near a border
+    also in up to ``max_cells`` - 1 smaller cells (``reach``: REACH's comment). Every pair reported is at or
+    above the bound (each is recomputed); a pair whose two rows the rule keeps in different
+    cells is missed (bench/dedup_scale.py measures the recall against every pair). ``emb`` may
+    be float16: it is converted a block at a time, never whole."""
+    n = len(emb)
     if n < 2:
         return np.empty((0, 2), np.int64)
-    slack = 0.01  # float16 storage and the index's arithmetic: search a little wider, then check
-    if n <= exact_limit:
-        # Every pair, upper triangle by blocks, through BLAS (faiss's flat range search is not).
-        x = np.ascontiguousarray(emb, np.float32)
-        found = []
-        for lo in range(0, n, 2048):
-            sims = x[lo:lo + 2048] @ x[lo:].T
-            a, b = np.nonzero(sims >= min_similarity)
-            sel = b > a
-            found.append(np.stack([a[sel] + lo, b[sel] + lo], 1).astype(np.int64))
-        return np.concatenate(found)
-    else:
-        nlist = int(min(65536, max(64, 2 * np.sqrt(n))))
-        quantizer = faiss.IndexFlatIP(dim)
-        index = faiss.IndexIVFScalarQuantizer(quantizer, dim, nlist, faiss.ScalarQuantizer.QT_fp16,
-                                              faiss.METRIC_INNER_PRODUCT)
-        index.cp.niter = 10   # near-identical vectors share a cell with any rough clustering
-        sample = np.random.default_rng(0).choice(n, min(n, 32 * nlist), replace=False)
-        index.train(np.ascontiguousarray(emb[np.sort(sample)], np.float32))
-        index.nprobe = nprobe
-    step = 65536
-    for lo in range(0, n, step):
-        index.add(np.ascontiguousarray(emb[lo:lo + step], np.float32))
-    found = []
-    for lo in range(0, n, 16384):
-        q = np.ascontiguousarray(emb[lo:lo + 16384], np.float32)
-        lims, _, ids = index.range_search(q, float(min_similarity) - slack)
-        rows = np.repeat(np.arange(lo, lo + len(q)), np.diff(lims).astype(np.int64))
-        sel = ids > rows
-        a, b = rows[sel], ids[sel].astype(np.int64)
-        if len(a):
-            sims = np.einsum("ij,ij->i", emb[a].astype(np.float32), emb[b].astype(np.float32))
-            ok = sims >= min_similarity
-            found.append(np.stack([a[ok], b[ok]], 1))
-    return np.concatenate(found) if found else np.empty((0, 2), np.int64)
+    if n > exact_limit:
+        k = cells if cells is not None else int(min(MAX_CENTRES, max(16, 2 * math.sqrt(n))))
+        return _pairs_by_cells(emb, min_similarity, min(k, n), reach, max_cells, merge)
+    x = _f32(emb)
+    a, b = _block_pairs(x, x, min_similarity - _SLACK, upper=True)
+    return _verified(emb, np.stack([a, b], 1).astype(np.int64), min_similarity)
 
 
 def groups_of(n: int, pairs: np.ndarray) -> list[list[int]]:
     """Connected components (union-find) of the pairs, each of 2+ members, members in order."""
-    parent = np.arange(n)
+    parent = list(range(n))   # a list: indexing it is several times cheaper than a numpy array
 
     def root(x):
         while parent[x] != x:
