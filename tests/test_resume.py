@@ -23,7 +23,14 @@ ARGS = ["--frames", "33", "--bucket", "416x240", "--detector", "adaptive", "--mi
         "--preset", "veryfast", "--quiet"]
 
 
+def _sigint_default():
+    # A test runner started in the background (nohup, `cmd &` without job control) has SIGINT
+    # ignored, and children inherit that: put back the default so the child can be interrupted.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.fixture(scope="module")
+
 def raw(tmp_path_factory):
     return small_sources(tmp_path_factory.mktemp("raw"), [130, 110])
 
@@ -47,7 +54,8 @@ def reference(reference_run):
 
 
 def _interrupt_mid_clip(raw, out, sig):
-    proc = subprocess.Popen(_cmd(raw, out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(_cmd(raw, out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            preexec_fn=_sigint_default)
     deadline = time.time() + 120
     # Wait until the second source is being written: one source done, a clip half-written.
     while time.time() < deadline:

@@ -36,6 +36,12 @@ SMALL = ["--frames", "33", "--bucket", "416x240", "--detector", "adaptive", "--m
 HOSTILE = '<b>bold</b>, "quoted", café 日本'
 
 
+def _sigint_default():
+    # A test runner started in the background (nohup, `cmd &` without job control) has SIGINT
+    # ignored, and children inherit that: put back the default so the child can be interrupted.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def ingest(raw: Path, ds: Path, *extra: str) -> None:
     r = subprocess.run([sys.executable, "-m", "wandata", "ingest", str(raw), "-d", str(ds), *SMALL, *extra],
                        capture_output=True, text=True, timeout=300)
@@ -385,6 +391,7 @@ def test_missing_dataset_is_a_usage_error(tmp_path):
 
 def _start(ds: Path) -> tuple[subprocess.Popen, str]:
     p = subprocess.Popen([sys.executable, "-m", "wandata", "review", "-d", str(ds), "--port", "0", "--json"],
+                         preexec_fn=_sigint_default,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line = p.stdout.readline()
     assert line, p.stderr.read()

@@ -25,6 +25,12 @@ REPO = Path(__file__).resolve().parent.parent
 HOSTILE = '<b>bold</b>, "quoted", café 日本'
 
 
+def _sigint_default():
+    # A test runner started in the background (nohup, `cmd &` without job control) has SIGINT
+    # ignored, and children inherit that: put back the default so the child can be interrupted.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _browser():
     exe = shutil.which("chromium") or shutil.which("chromium-browser")
     try:
@@ -40,7 +46,8 @@ def _browser():
 @pytest.fixture
 def server(sample_dataset):
     p = subprocess.Popen([sys.executable, "-m", "wandata", "review", "-d", str(sample_dataset), "--port", "0",
-                          "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                          "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=_sigint_default)
     line = p.stdout.readline()
     assert line, p.stderr.read()
     yield sample_dataset, json.loads(line)["url"]
