@@ -44,5 +44,10 @@ def test_threads_budget_reaches_the_encoder_and_decoders(tmp_path, sample_datase
         with av.open(str(ds / c.path)) as f:
             assert sum(1 for _ in f.decode(video=0)) == c.num_frames == c.verified_frames
     # the budget is per process and 0 restores every library's default
+    import cv2
     threads.set_budget(0)
-    assert threads.encoder_args() == [] and threads.budget() == 0
+    before = cv2.getNumThreads()
+    threads.set_budget(1)
+    assert cv2.getNumThreads() == 1
+    threads.set_budget(0)
+    assert threads.encoder_args() == [] and threads.budget() == 0 and cv2.getNumThreads() == before

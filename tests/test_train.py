@@ -553,7 +553,7 @@ def test_phase2_engine_one_gpu_where_the_model_fits_alone(exported, stack, tmp_p
         == "zero2-offload"
     # one-gpu runs in this process: the command is the in-process one, the levers are phase 1's
     one = TrainConfig(phase=2, model="Wan2.1-T2V-14B", deepspeed="one-gpu", num_frames=81, height=480, width=832)
-    assert launch.in_process(one) and "accelerate" not in " ".join(launch.command(one))
+    assert one.in_process() and "accelerate" not in " ".join(launch.command(one))
     from wandata.train import levers as L
     lv = L.resolve(one, "cuda:0", free_bytes=139 * GIB, probe=False)
     assert lv.compile and lv.selective_blocks > 0

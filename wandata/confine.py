@@ -54,7 +54,7 @@ def is_inside(root: str | os.PathLike, value: str | os.PathLike) -> bool:
     return True
 
 
-_POSIX = os.sep == "/" and os.altsep is None   # elsewhere every path takes ``inside`` itself
+POSIX_PATHS = os.sep == "/" and os.altsep is None   # elsewhere every path takes the slow, general way
 # The errors after which pathlib's is_file() answers False rather than raising (pathlib._IGNORED_ERRNOS).
 _NO_FILE = (errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP)
 
@@ -109,7 +109,7 @@ class Within:
         text = os.fspath(value)
         if not text or "\x00" in text or os.path.isabs(text) or os.path.splitdrive(text)[0]:
             raise OutsideRoot(text, self.root, what)
-        if _POSIX:
+        if POSIX_PATHS:
             folder, _, name = text.rpartition("/")
             if name not in ("", ".", "..") and self._plain_dir(folder):
                 full = self._prefix + text

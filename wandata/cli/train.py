@@ -312,9 +312,9 @@ def train(ctx, phase, dataset, settings, task, model, model_dir, dit, dit2, text
         cfg.deepspeed, engine_why = launch.choose_engine(cfg)
         if not as_json:
             click.echo(f"phase 2 engine: {cfg.deepspeed} ({engine_why})", err=True)
-    if launch.in_process(cfg):
+    if cfg.in_process():
         _check_levers(cfg)
-    if phase == 2 and not launch.in_process(cfg):
+    if phase == 2 and not cfg.in_process():
         # Before anything is written or launched, and also for a dry run, which should not
         # print a launch command that would fail.
         _need_train_extra(2, as_json)
@@ -324,8 +324,8 @@ def train(ctx, phase, dataset, settings, task, model, model_dir, dit, dit2, text
     if dry_run:
         _dry_run(cfg, as_json, engine_why)
         return
-    _need_train_extra(1 if launch.in_process(cfg) else phase, as_json)
-    if not launch.in_process(cfg):
+    _need_train_extra(1 if cfg.in_process() else phase, as_json)
+    if not cfg.in_process():
         code = launch.launch_phase2(cfg)
         sys.exit(code)
     _train_here(cfg, launch.environment(cfg), quiet, as_json)
@@ -373,7 +373,7 @@ def _dry_run(cfg, as_json: bool, engine_why: str | None = None) -> None:
     except Exception:
         pass
     num_gpus = 1
-    if not launch.in_process(cfg):
+    if not cfg.in_process():
         num_gpus = cfg.num_processes or max(1, launch.visible_gpus())
     world = num_gpus
     steps = cfg.total_steps(world)
@@ -390,12 +390,12 @@ def _dry_run(cfg, as_json: bool, engine_why: str | None = None) -> None:
         click.echo(json.dumps(out, indent=2))
         return
     title = ("phase 1: one process" if cfg.phase == 1 else "phase 2: one GPU, this process, no DeepSpeed"
-             if launch.in_process(cfg) else f"phase 2: accelerate + DeepSpeed {cfg.deepspeed}")
+             if cfg.in_process() else f"phase 2: accelerate + DeepSpeed {cfg.deepspeed}")
     click.echo(f"wandata train (dry run) -- {title}; {cfg.model}, task {cfg.task}")
     click.echo("\nresolved configuration (written to the run folder as train_config.json when training starts):")
     click.echo(json.dumps(cfg.to_dict(), indent=2))
     env = " ".join(f"{k}={v}" for k, v in launch.environment(cfg).items())
-    click.echo("\nlaunch command:" if not launch.in_process(cfg) else "\ncommand (run in this process):")
+    click.echo("\nlaunch command:" if not cfg.in_process() else "\ncommand (run in this process):")
     click.echo(f"  {env + ' ' if env else ''}{launch.shell(cmd)}")
     click.echo(f"\nestimate (from {E.MEASURED}):")
     for line in E.describe(est, steps, cfg.num_clips):

@@ -20,7 +20,7 @@ import tomli_w
 
 from wandata import __version__
 from wandata import atomic, profiles
-from wandata.confine import OUTSIDE_ROOT, OutsideRoot, Within, inside
+from wandata.confine import OUTSIDE_ROOT, POSIX_PATHS, OutsideRoot, Within, inside
 from wandata.dataset import review
 from wandata.dataset.manifest import MANIFEST_NAME, Manifest, clip_records, read_clips
 from wandata.dataset.records import KEPT, ClipRecord, bulk
@@ -137,13 +137,10 @@ def _collect(dataset_dir: Path, fallback_caption: str | None, refused: list[dict
             for c, f in zip(kept, files)]
 
 
-_POSIX = os.sep == "/" and os.altsep is None
-
-
 def _posix(rel: str) -> str:
     """``Path(rel).as_posix()``, without making a Path where it is ``rel`` itself (no empty or
     ``.`` part to drop, on a POSIX system)."""
-    if _POSIX and rel and not ("//" in rel or "/./" in rel or rel.startswith("./") or rel.endswith(("/", "/."))):
+    if POSIX_PATHS and rel and not ("//" in rel or "/./" in rel or rel.startswith("./") or rel.endswith(("/", "/."))):
         return rel
     return Path(rel).as_posix()
 

@@ -20,11 +20,10 @@ from wandata.dataset.records import DROPPED, FAILED, KEPT, ClipRecord, SourceRec
 from wandata.ingest.clips import clip_rows
 from wandata.ingest.stream import ClipMaker, Result
 from wandata.ingest.windows import Window
-from wandata.media import borders
+from wandata.media import borders, threads
 from wandata.media import bucket as bucket_mod
 from wandata.media.probe import probe
 from wandata.settings import Settings
-from wandata.media import threads
 
 
 def slug(text: str, limit: int = 48) -> str:

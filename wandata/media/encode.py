@@ -17,10 +17,10 @@ from pathlib import Path
 
 from wandata import atomic
 from wandata.dataset import reasons
+from wandata.media import threads
 from wandata.media.bucket import Fit
 from wandata.media.picture import Picture
 from wandata.media.tools import ffmpeg_exe
-from wandata.media import threads
 
 
 class EncodeError(RuntimeError):

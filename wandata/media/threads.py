@@ -11,17 +11,26 @@ from __future__ import annotations
 import sys
 
 _budget = 0
+_defaults: dict[str, int] = {}   # the pools' sizes before the first budget, put back by a budget of 0
 
 
 def set_budget(n: int) -> None:
     global _budget
     _budget = max(0, int(n or 0))
-    if not _budget:
-        return
     import cv2
-    cv2.setNumThreads(_budget)
-    if "torch" in sys.modules:   # only where a detector already loaded it: never import torch for this
-        sys.modules["torch"].set_num_threads(_budget)
+    torch = sys.modules.get("torch")   # only where a detector already loaded it: never import torch for this
+    if _budget:
+        _defaults.setdefault("cv2", cv2.getNumThreads())
+        cv2.setNumThreads(_budget)
+        if torch is not None:
+            _defaults.setdefault("torch", torch.get_num_threads())
+            torch.set_num_threads(_budget)
+        return
+    # 0 in a process that ran a budget before (a library caller, the tests): every library's own default again
+    if "cv2" in _defaults:
+        cv2.setNumThreads(_defaults.pop("cv2"))
+    if torch is not None and "torch" in _defaults:
+        torch.set_num_threads(_defaults.pop("torch"))
 
 
 def budget() -> int:

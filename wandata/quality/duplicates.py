@@ -354,6 +354,24 @@ def _spills(emb: np.ndarray, centres: np.ndarray, gram: np.ndarray, group: np.nd
     return home, np.concatenate(rows), np.concatenate(cells)
 
 
+def _union(n: int, pairs):
+    """Union-find over ``range(n)`` joined by ``pairs`` (index pairs); returns ``root(x)``, the
+    smallest index of x's component (roots kept smallest, paths halved)."""
+    parent = list(range(n))   # a list: indexing it is several times cheaper than a numpy array
+
+    def root(x):
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for a, b in pairs:
+        ra, rb = root(a), root(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    return root
+
+
 def _merged(gram: np.ndarray, within: float, crowd: np.ndarray) -> np.ndarray:
     """Each centre's cell: centres closer than ``within`` share one, transitively, when one of
     the two is a crowd's (``crowd``). k-means seeded from the rows puts many centres into a
@@ -365,18 +383,7 @@ def _merged(gram: np.ndarray, within: float, crowd: np.ndarray) -> np.ndarray:
     sq = np.diag(gram)
     near = (sq[:, None] + sq[None, :] - 2 * gram < within * within) & (crowd[:, None] | crowd[None, :])
     a, b = np.nonzero(np.triu(near, 1))
-    parent = list(range(k))
-
-    def root(x):
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    for x, y in zip(a.tolist(), b.tolist()):
-        rx, ry = root(x), root(y)
-        if rx != ry:
-            parent[max(rx, ry)] = min(rx, ry)
+    root = _union(k, zip(a.tolist(), b.tolist()))
     roots = np.array([root(x) for x in range(k)])
     return np.unique(roots, return_inverse=True)[1].astype(np.int32)
 
@@ -464,18 +471,7 @@ def similar_pairs(emb: np.ndarray, min_similarity: float, exact_limit: int = EXA
 
 def groups_of(n: int, pairs: np.ndarray) -> list[list[int]]:
     """Connected components (union-find) of the pairs, each of 2+ members, members in order."""
-    parent = list(range(n))   # a list: indexing it is several times cheaper than a numpy array
-
-    def root(x):
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    for a, b in pairs.tolist():
-        ra, rb = root(a), root(b)
-        if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
+    root = _union(n, pairs.tolist())
     members: dict[int, list[int]] = defaultdict(list)
     for x in np.unique(pairs).tolist():
         members[root(x)].append(x)

@@ -113,6 +113,15 @@ class TrainConfig:
     deepspeed: str = "auto"
     accelerate_config: str | None = None
 
+    def in_process(self) -> bool:
+        """Phase 1, and phase 2 on one GPU without DeepSpeed, train in the wandata process."""
+        return self.phase == 1 or self.deepspeed == "one-gpu"
+
+    def deepspeed_mode(self) -> str:
+        """``deepspeed`` with ``auto`` as its fallback, zero3: a config that did not go through
+        ``launch.choose_engine`` (a caller of the library) launches that way."""
+        return "zero3" if self.deepspeed == "auto" else self.deepspeed
+
     def to_dict(self) -> dict:
         return asdict(self)
 

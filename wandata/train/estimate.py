@@ -151,13 +151,11 @@ def spec_of_entry(e: dict) -> Spec:
 
 def spec_of_config(cfg, num_gpus: int = 1) -> Spec:
     frames, height, width = run_shape(cfg)
-    # one-gpu trains as phase 1 does (one process, no DeepSpeed); auto not yet resolved: its fallback
-    phase2 = cfg.phase == 2 and cfg.deepspeed != "one-gpu"
-    ds = "zero3" if cfg.deepspeed == "auto" else cfg.deepspeed
+    phase2 = not cfg.in_process()   # one-gpu trains as phase 1 does (one process, no DeepSpeed)
     return Spec(model=cfg.model, frames=frames, height=height, width=width, rank=cfg.lora_rank,
                 targets=_targets(cfg.lora_targets), gc=cfg.gradient_checkpointing, dtype=cfg.dtype,
                 mode="cached" if cfg.use_cache else "uncached", num_gpus=num_gpus if phase2 else 1,
-                deepspeed=ds if phase2 else None)
+                deepspeed=cfg.deepspeed_mode() if phase2 else None)
 
 
 def _targets(t: str) -> str:

@@ -51,19 +51,9 @@ def user_config_processes(path: str | None) -> int | None:
         return None
 
 
-def _ds(cfg: TrainConfig) -> str:
-    # A config not through choose_engine (a caller of the library): auto launches as its fallback.
-    return "zero3" if cfg.deepspeed == "auto" else cfg.deepspeed
-
-
-def in_process(cfg: TrainConfig) -> bool:
-    """Phase 1, and phase 2 on one GPU without DeepSpeed, train in the wandata process."""
-    return cfg.phase == 1 or cfg.deepspeed == "one-gpu"
-
-
 def on_cpu(cfg: TrainConfig) -> bool:
     """Plain DDP on a machine without a GPU: the processes train on the CPU (gloo)."""
-    return cfg.phase == 2 and _ds(cfg) == "none" and visible_gpus() == 0
+    return cfg.phase == 2 and cfg.deepspeed_mode() == "none" and visible_gpus() == 0
 
 
 def default_accelerate_config_exists() -> bool:
@@ -112,7 +102,7 @@ def choose_engine(cfg: TrainConfig, gpus: int | None = None, memory: int | None 
         return "zero3", "no GPU visible here (the launch command is for the GPU machine)"
     memory = gpu_memory() if memory is None else memory
     from wandata.train import levers as L
-    terms = L._memory_plan_terms(cfg) if memory else None
+    terms = L.memory_plan_terms(cfg) if memory else None
     if terms is None:
         return "zero3", "no memory estimate for this model and shape"
     on = terms[0]
@@ -149,7 +139,7 @@ def phase2_command(cfg: TrainConfig) -> list[str]:
         cmd += ["--main_process_ip", cfg.main_process_ip]
     if cfg.main_process_port is not None:
         cmd += ["--main_process_port", str(cfg.main_process_port)]
-    if _ds(cfg) == "none":
+    if cfg.deepspeed_mode() == "none":
         # accelerate's own DDP: the backend (NCCL on GPUs, gloo for CPU processes) and the
         # distributed type come from the accelerate config; without one, several GPUs.
         cmd += ["--mixed_precision", "bf16" if cfg.dtype == "bf16" else "no", "--dynamo_backend", "no"]
@@ -160,7 +150,7 @@ def phase2_command(cfg: TrainConfig) -> list[str]:
             cmd += ["--multi_gpu"]
     elif not user_config_is_deepspeed(cfg.accelerate_config):
         cmd += ["--mixed_precision", "bf16" if cfg.dtype == "bf16" else "no", "--dynamo_backend", "no",
-                "--use_deepspeed", "--deepspeed_config_file", str(DEEPSPEED_CONFIGS[_ds(cfg)]),
+                "--use_deepspeed", "--deepspeed_config_file", str(DEEPSPEED_CONFIGS[cfg.deepspeed_mode()]),
                 # Off: the DiT is memory-mapped from its safetensors file (pages shared by
                 # every process) and DeepSpeed partitions it when the engine starts.
                 "--zero3_init_flag", "false"]
@@ -174,13 +164,13 @@ def phase2_command(cfg: TrainConfig) -> list[str]:
 def missing_files(cfg: TrainConfig) -> list[str]:
     """Files a launch reads from this package (shipped as package data): an install that lacks
     them (a wheel built without its data) cannot start phase 2."""
-    need = [HERE / "run.py"] + ([DEEPSPEED_CONFIGS[_ds(cfg)]] if _ds(cfg) in DEEPSPEED_CONFIGS
-                                and not in_process(cfg) else [])
+    need = [HERE / "run.py"] + ([DEEPSPEED_CONFIGS[cfg.deepspeed_mode()]] if cfg.deepspeed_mode() in DEEPSPEED_CONFIGS
+                                and not cfg.in_process() else [])
     return [f"{p} (missing from the installed package; reinstall wandata)" for p in need if not p.is_file()]
 
 
 def command(cfg: TrainConfig) -> list[str]:
-    return phase1_command(cfg) if in_process(cfg) else phase2_command(cfg)
+    return phase1_command(cfg) if cfg.in_process() else phase2_command(cfg)
 
 
 def shell(cmd: list[str]) -> str:

@@ -162,7 +162,7 @@ def resolve(cfg, device, free_bytes: int | None = None, probe: bool = True) -> L
         return v
 
     cuda = _cuda(device)
-    phase2 = cfg.phase == 2 and cfg.deepspeed != "one-gpu"   # one-gpu: no DeepSpeed, as phase 1
+    phase2 = not cfg.in_process()   # under DeepSpeed / accelerate (one-gpu trains as phase 1)
     # --- checkpointing
     forced = cfg.checkpointing
     if not cfg.gradient_checkpointing:
@@ -249,7 +249,7 @@ def resolve(cfg, device, free_bytes: int | None = None, probe: bool = True) -> L
 def blocks_to_checkpoint(cfg, free_bytes: int) -> tuple[int | None, dict]:
     """Whole-block checkpointing alone: the fewest blocks to checkpoint whose estimated peak
     fits ``MEMORY_SHARE`` of ``free_bytes``, and the estimated peak (bytes) for each count."""
-    terms = _memory_plan_terms(cfg)
+    terms = memory_plan_terms(cfg)
     if terms is None:
         return None, {}
     on, per_none, _, n, _ = terms
@@ -275,7 +275,7 @@ def _selective_refused() -> str:
     return ""
 
 
-def _memory_plan_terms(cfg):
+def memory_plan_terms(cfg):
     """(peak with every block whole, bytes each block adds without checkpointing, bytes each
     adds selective, blocks, share of a block's forward that is attention), or None."""
     from wandata.train import estimate as E
@@ -300,18 +300,18 @@ def plan_checkpointing(cfg, free_bytes: int) -> dict | None:
     """How many blocks to checkpoint whole and how many selective (the rest: none) so that the
     estimated peak fits ``MEMORY_SHARE`` of ``free_bytes`` with the least recompute. A block
     left out saves one block forward; a selective one saves its attention share of it."""
-    terms = _memory_plan_terms(cfg)
+    terms = memory_plan_terms(cfg)
     if terms is None:
         return None
     on, per_none, per_sel, n, share = terms
     budget = MEMORY_SHARE * free_bytes
-    sel_ok = not _selective_refused()
+    refused = _selective_refused()
     best = None
     for none in range(n + 1):
         room = budget - on - none * per_none
         if room < 0:
             break
-        sel = min(n - none, int(room // per_sel)) if sel_ok else 0
+        sel = 0 if refused else min(n - none, int(room // per_sel))
         saved = none + sel * share
         if best is None or saved > best[0] + 1e-9:
             best = (saved, none, sel)
@@ -328,8 +328,8 @@ def plan_checkpointing(cfg, free_bytes: int) -> dict | None:
     if best is None:
         why = f"every block whole: estimated peak {on / 2**30:.1f} GiB is over {MEMORY_SHARE:.0%} of " \
               f"{free_bytes / 2**30:.1f} GiB (it may not fit)"
-    if not sel_ok:
-        why += f"; selective not used: {_selective_refused()}"
+    if refused:
+        why += f"; selective not used: {refused}"
     return {"whole": whole, "selective": sel, "none": none, "peak": peak, "why": why}
 
 
@@ -439,10 +439,9 @@ def _selective(forward, compile_: bool):
     return torch.compile(fn, dynamic=False) if compile_ else fn
 
 
-def _block_forward(block, fn, how: str):
-    if how == "none":
-        return functools.partial(fn, block)
-    if how == "selective":
+def _block_forward(block, fn, whole: bool):
+    # A selective block's ``fn`` checkpoints inside itself (``_selective``): it is called as is.
+    if not whole:
         return functools.partial(fn, block)
 
     def forward(*args, **kwargs):
@@ -469,11 +468,11 @@ def apply(module, lv: Levers) -> None:
         s = lv.selective_blocks or 0
     for i, block in enumerate(blocks):
         if i < k:
-            block.forward = _block_forward(block, fn, "whole")
+            block.forward = _block_forward(block, fn, whole=True)
         elif i < k + s:
-            block.forward = _block_forward(block, _selective(cls_forward, lv.compile), "selective")
+            block.forward = _block_forward(block, _selective(cls_forward, lv.compile), whole=False)
         else:
-            block.forward = _block_forward(block, fn, "none")
+            block.forward = _block_forward(block, fn, whole=False)
 
 
 def unapply(module) -> None:
